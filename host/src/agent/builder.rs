@@ -1,0 +1,144 @@
+//! Building an [`Agent`]: the workspace, the provider, the tools, the session.
+
+use std::path::PathBuf;
+use std::sync::Arc;
+
+use super::history::History;
+use super::prompt::system_prompt;
+use super::session::{SessionChoice, SessionLog};
+use super::{Agent, AgentError, Event, EventSink, ignore_events};
+use crate::config::AgentConfig;
+use crate::llm::{Anthropic, AnthropicConfig, Provider};
+use crate::tools::{BashTool, EditFileTool, ReadFileTool, Tool, ToolRegistry, WriteFileTool};
+use crate::workspace::Workspace;
+
+/// Builds an [`Agent`]. Defaults: [`AgentConfig::default`], the Anthropic provider configured
+/// from the environment, the built-in tools, a new session.
+pub struct AgentBuilder {
+    workspace: PathBuf,
+    config: AgentConfig,
+    provider: Option<Arc<dyn Provider>>,
+    extra_tools: Vec<Arc<dyn Tool>>,
+    session: SessionChoice,
+    events: EventSink,
+}
+
+impl std::fmt::Debug for AgentBuilder {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("AgentBuilder")
+            .field("workspace", &self.workspace)
+            .field("config", &self.config)
+            .field("session", &self.session)
+            .finish()
+    }
+}
+
+impl AgentBuilder {
+    pub(super) fn new(workspace: PathBuf) -> Self {
+        Self {
+            workspace,
+            config: AgentConfig::default(),
+            provider: None,
+            extra_tools: Vec::new(),
+            session: SessionChoice::New,
+            events: ignore_events(),
+        }
+    }
+
+    pub fn config(mut self, config: AgentConfig) -> Self {
+        self.config = config;
+        self
+    }
+
+    /// The model provider; without one, Anthropic from `ANTHROPIC_API_KEY` and
+    /// `ANTHROPIC_BASE_URL`.
+    pub fn provider(mut self, provider: Arc<dyn Provider>) -> Self {
+        self.provider = Some(provider);
+        self
+    }
+
+    /// A tool offered beside the built-ins. A name already taken fails [`build`](Self::build).
+    pub fn tool(mut self, tool: Arc<dyn Tool>) -> Self {
+        self.extra_tools.push(tool);
+        self
+    }
+
+    /// Continue an earlier session instead of starting one.
+    pub fn session(mut self, choice: SessionChoice) -> Self {
+        self.session = choice;
+        self
+    }
+
+    /// Where events go.
+    pub fn on_event(mut self, sink: impl Fn(&Event) + Send + Sync + 'static) -> Self {
+        self.events = Arc::new(sink);
+        self
+    }
+
+    /// Opens the workspace and the session, and registers the tools.
+    pub fn build(self) -> Result<Agent, AgentError> {
+        let workspace = Arc::new(Workspace::open(&self.workspace).map_err(|e| {
+            AgentError::Config(format!("workspace {}: {e}", self.workspace.display()))
+        })?);
+        let provider = match self.provider {
+            Some(provider) => provider,
+            None => Arc::new(Anthropic::new(AnthropicConfig::from_env())?),
+        };
+
+        let mut tools = ToolRegistry::new();
+        let mut builtins: Vec<Arc<dyn Tool>> = vec![
+            Arc::new(ReadFileTool::new(workspace.clone())),
+            Arc::new(WriteFileTool::new(workspace.clone())),
+            Arc::new(EditFileTool::new(workspace.clone())),
+        ];
+        if self.config.shell.enabled {
+            builtins.insert(
+                0,
+                Arc::new(BashTool::new(workspace.clone(), self.config.shell.clone())),
+            );
+        }
+        for tool in builtins.into_iter().chain(self.extra_tools) {
+            tools
+                .register(tool)
+                .map_err(|e| AgentError::Config(e.to_string()))?;
+        }
+
+        let sessions = workspace.state_dir().join("sessions");
+        let (mut session, history, resumed) = match &self.session {
+            SessionChoice::New => (
+                SessionLog::create(&sessions, &self.config.model)?,
+                History::new(),
+                false,
+            ),
+            choice => {
+                let (log, history) = SessionLog::open(&sessions, choice)?;
+                (log, history, true)
+            }
+        };
+        let mut history = history;
+        let owed = history.unanswered_tool_uses();
+        if !owed.is_empty() {
+            let change = history.add_user(owed);
+            session.record(&change)?;
+        }
+        (self.events)(&Event::SessionStarted {
+            session_id: session.id().to_string(),
+            path: session.path().display().to_string(),
+            resumed,
+        });
+
+        let system = system_prompt(&workspace, &tools, self.config.instructions.as_deref());
+        let specs = tools.specs();
+        Ok(Agent {
+            config: self.config,
+            workspace,
+            provider,
+            tools,
+            specs,
+            system,
+            history,
+            session,
+            events: self.events,
+        })
+    }
+}

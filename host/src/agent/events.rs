@@ -1,0 +1,62 @@
+//! What an agent reports while it works. The CLI renders these; an embedding program can
+//! observe them too. `--json` prints them as JSON lines.
+
+use std::sync::Arc;
+
+use serde::Serialize;
+use serde_json::Value;
+
+use crate::llm::{StopReason, Usage};
+
+/// One thing that happened. Serialised with a `type` tag, e.g. `{"type":"text_delta",...}`.
+#[derive(Debug, Clone, PartialEq, Serialize)]
+#[serde(tag = "type", rename_all = "snake_case")]
+pub enum Event {
+    /// The session file in use; `resumed` when an earlier session was loaded.
+    SessionStarted {
+        session_id: String,
+        path: String,
+        resumed: bool,
+    },
+    /// A model call is about to be made (turn counts from 1 within one prompt).
+    ModelRequest { turn: u32 },
+    /// A piece of the assistant's text, as it streams in.
+    TextDelta { text: String },
+    /// A model call failed and will be retried after `wait_ms`.
+    Retrying {
+        attempt: u32,
+        wait_ms: u64,
+        error: String,
+    },
+    /// The model's answer is complete.
+    TurnFinished {
+        turn: u32,
+        stop_reason: StopReason,
+        usage: Usage,
+    },
+    /// A tool call starts.
+    ToolCallStarted {
+        id: String,
+        name: String,
+        input: Value,
+    },
+    /// A tool call ended; `output` is what the model receives.
+    ToolCallFinished {
+        id: String,
+        name: String,
+        is_error: bool,
+        output: String,
+        duration_ms: u64,
+    },
+    /// The prompt is done: the model ended its turn.
+    Finished { text: String, usage: Usage },
+}
+
+/// Where events go. Called from the agent's task, possibly from concurrent tool calls; keep it
+/// quick.
+pub type EventSink = Arc<dyn Fn(&Event) + Send + Sync>;
+
+/// A sink that drops every event.
+pub fn ignore_events() -> EventSink {
+    Arc::new(|_| {})
+}

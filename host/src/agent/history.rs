@@ -1,0 +1,247 @@
+//! The conversation the agent keeps, and the API's rules for it.
+//!
+//! Rules every request must obey (the Anthropic Messages API's, which the other providers share):
+//! messages alternate user / assistant, starting with a user message; every `tool_use` of an
+//! assistant message is answered by a `tool_result` in the very next user message, and those
+//! results come first in it; the last message sent is a user message.
+
+use crate::llm::{ContentBlock, Message, Role};
+
+/// The messages of a session, kept valid by construction.
+#[derive(Debug, Clone, Default)]
+pub struct History {
+    messages: Vec<Message>,
+}
+
+/// What a change to the history was, so the session log can record it.
+#[derive(Debug, Clone, PartialEq)]
+pub enum Change {
+    /// A new message was added.
+    Push(Message),
+    /// Blocks were added to the end of the last message.
+    Append(Vec<ContentBlock>),
+}
+
+impl History {
+    pub fn new() -> Self {
+        Self::default()
+    }
+
+    pub fn messages(&self) -> &[Message] {
+        &self.messages
+    }
+
+    pub fn last(&self) -> Option<&Message> {
+        self.messages.last()
+    }
+
+    /// Adds user content: appended to the last message when that is a user message (so two user
+    /// turns never follow each other), a new message otherwise.
+    pub fn add_user(&mut self, blocks: Vec<ContentBlock>) -> Change {
+        match self.messages.last_mut() {
+            Some(last) if last.role == Role::User => {
+                last.content.extend(blocks.iter().cloned());
+                Change::Append(blocks)
+            }
+            _ => {
+                let message = Message {
+                    role: Role::User,
+                    content: blocks,
+                };
+                self.messages.push(message.clone());
+                Change::Push(message)
+            }
+        }
+    }
+
+    /// Adds the model's answer. An empty answer is not kept (the API refuses empty messages).
+    pub fn add_assistant(&mut self, content: Vec<ContentBlock>) -> Option<Change> {
+        if content.is_empty() {
+            return None;
+        }
+        let message = Message {
+            role: Role::Assistant,
+            content,
+        };
+        self.messages.push(message.clone());
+        Some(Change::Push(message))
+    }
+
+    /// Replays a change read from a session file.
+    pub fn apply(&mut self, change: Change) {
+        match change {
+            Change::Push(message) => self.messages.push(message),
+            Change::Append(blocks) => {
+                if let Some(last) = self.messages.last_mut() {
+                    last.content.extend(blocks);
+                }
+            }
+        }
+    }
+
+    /// The `tool_result` blocks owed by the last message, if it is an assistant message with
+    /// `tool_use` blocks: what a session interrupted mid-call needs before it can go on.
+    pub fn unanswered_tool_uses(&self) -> Vec<ContentBlock> {
+        match self.messages.last() {
+            Some(last) if last.role == Role::Assistant => last
+                .tool_uses()
+                .map(|t| ContentBlock::ToolResult {
+                    tool_use_id: t.id.to_string(),
+                    content: "interrupted: corral stopped before this tool call finished".into(),
+                    is_error: true,
+                })
+                .collect(),
+            _ => Vec::new(),
+        }
+    }
+}
+
+/// Checks the API's rules on a list of messages about to be sent; the error says which rule
+/// broke where. Used by the agent before every call (a failure is a bug in corral) and by the
+/// test server on every request it receives.
+pub fn check_request(messages: &[Message]) -> Result<(), String> {
+    let Some(first) = messages.first() else {
+        return Err("no messages".into());
+    };
+    if first.role != Role::User {
+        return Err("the first message is not a user message".into());
+    }
+    for (i, pair) in messages.windows(2).enumerate() {
+        if pair[0].role == pair[1].role {
+            return Err(format!("messages {i} and {} have the same role", i + 1));
+        }
+    }
+    for (i, message) in messages.iter().enumerate() {
+        if message.content.is_empty() {
+            return Err(format!("message {i} is empty"));
+        }
+        if message.role == Role::Assistant {
+            let ids: Vec<&str> = message.tool_uses().map(|t| t.id).collect();
+            if ids.is_empty() {
+                continue;
+            }
+            let Some(next) = messages.get(i + 1) else {
+                return Err(format!(
+                    "message {i} has tool_use blocks and is the last message"
+                ));
+            };
+            let results: Vec<&str> = next
+                .content
+                .iter()
+                .take_while(|b| matches!(b, ContentBlock::ToolResult { .. }))
+                .filter_map(|b| match b {
+                    ContentBlock::ToolResult { tool_use_id, .. } => Some(tool_use_id.as_str()),
+                    _ => None,
+                })
+                .collect();
+            if results != ids {
+                return Err(format!(
+                    "message {} must start with tool_result blocks for {ids:?} in order, has {results:?}",
+                    i + 1
+                ));
+            }
+        }
+        if message.role == Role::User && i > 0 {
+            let owed = messages[i - 1].tool_uses().count();
+            let results = message
+                .content
+                .iter()
+                .filter(|b| matches!(b, ContentBlock::ToolResult { .. }))
+                .count();
+            if results > owed {
+                return Err(format!(
+                    "message {i} has tool_result blocks nobody asked for"
+                ));
+            }
+        }
+    }
+    if messages.last().map(|m| m.role) != Some(Role::User) {
+        return Err("the last message is not a user message (an accidental prefill)".into());
+    }
+    Ok(())
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use serde_json::json;
+
+    fn tool_use(id: &str) -> ContentBlock {
+        ContentBlock::ToolUse {
+            id: id.into(),
+            name: "bash".into(),
+            input: json!({}),
+        }
+    }
+
+    fn result(id: &str) -> ContentBlock {
+        ContentBlock::ToolResult {
+            tool_use_id: id.into(),
+            content: "ok".into(),
+            is_error: false,
+        }
+    }
+
+    #[test]
+    fn user_content_merges_into_a_trailing_user_message() {
+        let mut h = History::new();
+        assert!(matches!(
+            h.add_user(vec![ContentBlock::text("a")]),
+            Change::Push(_)
+        ));
+        assert!(matches!(
+            h.add_user(vec![ContentBlock::text("b")]),
+            Change::Append(_)
+        ));
+        assert_eq!(h.messages().len(), 1);
+        assert_eq!(h.add_assistant(vec![]), None);
+        assert_eq!(check_request(h.messages()), Ok(()));
+    }
+
+    #[test]
+    fn the_rules_are_checked() {
+        let user = |c| Message {
+            role: Role::User,
+            content: c,
+        };
+        let asst = |c| Message {
+            role: Role::Assistant,
+            content: c,
+        };
+        let ok = vec![
+            user(vec![ContentBlock::text("go")]),
+            asst(vec![tool_use("a"), tool_use("b")]),
+            user(vec![
+                result("a"),
+                result("b"),
+                ContentBlock::text("<background-results>"),
+            ]),
+        ];
+        assert_eq!(check_request(&ok), Ok(()));
+        let swapped = vec![
+            ok[0].clone(),
+            ok[1].clone(),
+            user(vec![result("b"), result("a")]),
+        ];
+        assert!(check_request(&swapped).is_err());
+        let text_first = vec![
+            ok[0].clone(),
+            ok[1].clone(),
+            user(vec![ContentBlock::text("x"), result("a"), result("b")]),
+        ];
+        assert!(check_request(&text_first).is_err());
+        let prefill = vec![ok[0].clone(), asst(vec![ContentBlock::text("hi")])];
+        assert!(check_request(&prefill).unwrap_err().contains("prefill"));
+    }
+
+    #[test]
+    fn an_interrupted_call_is_answered_with_errors() {
+        let mut h = History::new();
+        h.add_user(vec![ContentBlock::text("go")]);
+        h.add_assistant(vec![tool_use("a")]);
+        let owed = h.unanswered_tool_uses();
+        assert_eq!(owed.len(), 1);
+        h.add_user(owed);
+        assert_eq!(check_request(h.messages()), Ok(()));
+    }
+}

@@ -1,0 +1,237 @@
+//! The agent loop: keep the history, call the model, run the tools it asks for, repeat until it
+//! ends its turn.
+//!
+//! The loop is single-threaded: one task owns the history. The independent tool calls of one
+//! answer run concurrently within that task, and their results go back in the order the model
+//! asked for them.
+
+mod builder;
+mod error;
+mod events;
+pub mod history;
+mod prompt;
+mod session;
+
+use std::sync::Arc;
+use std::time::{Duration, Instant};
+
+use futures_util::future::join_all;
+
+pub use builder::AgentBuilder;
+pub use error::AgentError;
+pub use events::{Event, EventSink, ignore_events};
+pub use history::History;
+pub use session::{SessionChoice, SessionError, SessionLog};
+
+use crate::config::AgentConfig;
+use crate::llm::{self, ContentBlock, Message, Provider, Request, StopReason, ToolSpec, Usage};
+use crate::tools::ToolRegistry;
+use crate::workspace::Workspace;
+
+/// What one prompt came to.
+#[derive(Debug, Clone, PartialEq)]
+pub struct Outcome {
+    /// The text of the model's last answer.
+    pub text: String,
+    /// Why the model stopped the last time.
+    pub stop_reason: StopReason,
+    /// Tokens spent on this prompt.
+    pub usage: Usage,
+    /// Model calls made for this prompt.
+    pub turns: u32,
+}
+
+/// An agent: a model, tools, a workspace, and a conversation that persists in a session file.
+///
+/// Built with [`Agent::builder`]; fed prompts with [`Agent::prompt`]; observed through the
+/// [`EventSink`] given to the builder.
+pub struct Agent {
+    config: AgentConfig,
+    workspace: Arc<Workspace>,
+    provider: Arc<dyn Provider>,
+    tools: ToolRegistry,
+    specs: Vec<ToolSpec>,
+    system: String,
+    history: History,
+    session: SessionLog,
+    events: EventSink,
+}
+
+impl std::fmt::Debug for Agent {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("Agent")
+            .field("workspace", &self.workspace.root())
+            .field("provider", &self.provider.name())
+            .field("model", &self.config.model)
+            .field("tools", &self.tools)
+            .field("session", &self.session.id())
+            .finish()
+    }
+}
+
+impl Agent {
+    /// Starts building an agent for the workspace at `workspace`.
+    pub fn builder(workspace: impl Into<std::path::PathBuf>) -> AgentBuilder {
+        AgentBuilder::new(workspace.into())
+    }
+
+    /// The conversation so far.
+    pub fn history(&self) -> &[Message] {
+        self.history.messages()
+    }
+
+    /// The session id (the session file's name without `.jsonl`).
+    pub fn session_id(&self) -> &str {
+        self.session.id()
+    }
+
+    /// The session file.
+    pub fn session_path(&self) -> &std::path::Path {
+        self.session.path()
+    }
+
+    pub fn workspace(&self) -> &Workspace {
+        &self.workspace
+    }
+
+    pub fn tools(&self) -> &ToolRegistry {
+        &self.tools
+    }
+
+    pub fn config(&self) -> &AgentConfig {
+        &self.config
+    }
+
+    /// Gives the model `text` and runs until it ends its turn.
+    ///
+    /// Fails when the model cannot be called (after retries), when `max_turns` model calls pass
+    /// without an end, or when the session file cannot be written. In every case the history up
+    /// to the failure is kept, in memory and on disk.
+    pub async fn prompt(&mut self, text: &str) -> Result<Outcome, AgentError> {
+        self.add_user(vec![ContentBlock::text(text)])?;
+        let mut usage = Usage::default();
+        let mut turn = 0;
+        loop {
+            if turn >= self.config.max_turns {
+                return Err(AgentError::MaxTurns {
+                    max_turns: self.config.max_turns,
+                });
+            }
+            turn += 1;
+            let response = self.call_model(turn).await?;
+            usage += response.usage;
+            (self.events)(&Event::TurnFinished {
+                turn,
+                stop_reason: response.stop_reason.clone(),
+                usage: response.usage,
+            });
+            let text = Message {
+                role: llm::Role::Assistant,
+                content: response.content.clone(),
+            }
+            .text();
+            if let Some(change) = self.history.add_assistant(response.content) {
+                self.session.record(&change)?;
+            }
+            let results = self.run_tools().await;
+            if results.is_empty() {
+                (self.events)(&Event::Finished {
+                    text: text.clone(),
+                    usage,
+                });
+                return Ok(Outcome {
+                    text,
+                    stop_reason: response.stop_reason,
+                    usage,
+                    turns: turn,
+                });
+            }
+            self.add_user(results)?;
+        }
+    }
+
+    fn add_user(&mut self, blocks: Vec<ContentBlock>) -> Result<(), AgentError> {
+        let change = self.history.add_user(blocks);
+        self.session.record(&change)?;
+        Ok(())
+    }
+
+    async fn call_model(&mut self, turn: u32) -> Result<llm::Response, AgentError> {
+        history::check_request(self.history.messages()).map_err(AgentError::Invariant)?;
+        (self.events)(&Event::ModelRequest { turn });
+        let request = Request {
+            model: &self.config.model,
+            max_tokens: self.config.max_tokens,
+            system: &self.system,
+            tools: &self.specs,
+            messages: self.history.messages(),
+        };
+        let events = self.events.clone();
+        let on_text = move |text: &str| {
+            events(&Event::TextDelta {
+                text: text.to_string(),
+            })
+        };
+        let events = self.events.clone();
+        let on_retry = move |attempt: u32, wait: Duration, error: &llm::LlmError| {
+            events(&Event::Retrying {
+                attempt,
+                wait_ms: u64::try_from(wait.as_millis()).unwrap_or(u64::MAX),
+                error: error.to_string(),
+            })
+        };
+        Ok(llm::call(
+            self.provider.as_ref(),
+            &self.config.retry,
+            &request,
+            &on_text,
+            &on_retry,
+        )
+        .await?)
+    }
+
+    /// Runs every tool call of the last answer at once; returns their results in order.
+    async fn run_tools(&self) -> Vec<ContentBlock> {
+        let Some(last) = self
+            .history
+            .last()
+            .filter(|m| m.role == llm::Role::Assistant)
+        else {
+            return Vec::new();
+        };
+        let calls = last.tool_uses().map(|call| {
+            let (id, name, input) = (
+                call.id.to_string(),
+                call.name.to_string(),
+                call.input.clone(),
+            );
+            let events = self.events.clone();
+            async move {
+                events(&Event::ToolCallStarted {
+                    id: id.clone(),
+                    name: name.clone(),
+                    input: input.clone(),
+                });
+                let started = Instant::now();
+                let result = self.tools.call(&name, input).await;
+                let (content, is_error) = match result {
+                    Ok(text) => (text, false),
+                    Err(error) => (error.to_string(), true),
+                };
+                events(&Event::ToolCallFinished {
+                    id: id.clone(),
+                    name,
+                    is_error,
+                    output: content.clone(),
+                    duration_ms: u64::try_from(started.elapsed().as_millis()).unwrap_or(u64::MAX),
+                });
+                ContentBlock::ToolResult {
+                    tool_use_id: id,
+                    content,
+                    is_error,
+                }
+            }
+        });
+        join_all(calls).await
+    }
+}

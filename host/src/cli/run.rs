@@ -1,0 +1,46 @@
+//! `corral run PROMPT`.
+
+use std::process::ExitCode;
+
+use corral::Agent;
+
+use super::args::RunArgs;
+use super::render::{self, Mode};
+
+pub async fn run(args: RunArgs) -> anyhow::Result<ExitCode> {
+    let mode = if args.json { Mode::Json } else { Mode::Lines };
+    let provider = match args.agent.provider() {
+        Ok(p) => p,
+        Err(e) => return Ok(super::fail(&e.into())),
+    };
+    let built = Agent::builder(&args.agent.workspace)
+        .config(args.agent.config())
+        .provider(provider)
+        .session(args.agent.session())
+        .on_event(move |event| render::render(mode, event))
+        .build();
+    let mut agent = match built {
+        Ok(agent) => agent,
+        Err(e) => return Ok(super::fail(&e)),
+    };
+    let prompt = args.prompt.join(" ");
+    match agent.prompt(&prompt).await {
+        Ok(outcome) => {
+            if mode != Mode::Json {
+                println!("{}", outcome.text.trim_end());
+            }
+            Ok(ExitCode::SUCCESS)
+        }
+        Err(error) => {
+            if mode == Mode::Json {
+                let line = serde_json::json!({"type": "error", "message": error.to_string()});
+                println!("{line}");
+            }
+            eprintln!(
+                "corral: session {} kept; `corral run --continue` resumes it",
+                agent.session_id()
+            );
+            Ok(super::fail(&error))
+        }
+    }
+}

@@ -1,0 +1,63 @@
+//! Settings of an agent: the model, the loop's limits, the shell.
+//!
+//! Built by the CLI from flags and the environment, or by an embedding program directly. Every
+//! field has a default that works for a person at a terminal.
+
+use std::time::Duration;
+
+use crate::llm::RetryPolicy;
+use crate::process::CommandEnv;
+
+/// The model used when neither `--model` nor `CORRAL_MODEL` names one.
+pub const DEFAULT_MODEL: &str = "claude-sonnet-4-5";
+
+/// How the agent loop runs.
+#[derive(Debug, Clone)]
+pub struct AgentConfig {
+    pub model: String,
+    /// `max_tokens` of each model call.
+    pub max_tokens: u32,
+    /// Model calls allowed for one prompt before the run stops with [`crate::AgentError::MaxTurns`].
+    pub max_turns: u32,
+    /// Extra instructions appended to corral's system prompt.
+    pub instructions: Option<String>,
+    pub retry: RetryPolicy,
+    pub shell: ShellConfig,
+}
+
+impl Default for AgentConfig {
+    fn default() -> Self {
+        Self {
+            model: DEFAULT_MODEL.to_string(),
+            max_tokens: 8192,
+            max_turns: 50,
+            instructions: None,
+            retry: RetryPolicy::default(),
+            shell: ShellConfig::default(),
+        }
+    }
+}
+
+/// The built-in shell tools: `bash` and the background tools.
+#[derive(Debug, Clone)]
+pub struct ShellConfig {
+    /// Whether the shell tools are offered to the model at all.
+    pub enabled: bool,
+    /// `bash`'s timeout when the model gives none (120 s).
+    pub timeout: Duration,
+    /// The longest timeout the model may ask `bash` for (600 s).
+    pub max_timeout: Duration,
+    /// The environment commands see.
+    pub env: CommandEnv,
+}
+
+impl Default for ShellConfig {
+    fn default() -> Self {
+        Self {
+            enabled: true,
+            timeout: Duration::from_secs(120),
+            max_timeout: Duration::from_secs(600),
+            env: CommandEnv::Inherit,
+        }
+    }
+}

@@ -1,0 +1,34 @@
+//! # corral
+//!
+//! An LLM agent host. A model works in a folder (the *workspace*) through tools: built-in file
+//! and shell tools, background tasks that run while the model keeps thinking, and WebAssembly
+//! plugins.
+//!
+//! ```no_run
+//! # async fn demo() -> Result<(), corral::AgentError> {
+//! let mut agent = corral::Agent::builder(".")
+//!     .on_event(|event| eprintln!("{event:?}"))
+//!     .build()?;
+//! let outcome = agent.prompt("List the files here.").await?;
+//! println!("{}", outcome.text);
+//! # Ok(()) }
+//! ```
+//!
+//! # Layout
+//! - [`agent`]: the loop, its history and the API's rules, events, the session file.
+//! - [`llm`]: the provider trait, one module per wire protocol, SSE framing, retries.
+//! - [`tools`]: the tool trait, the registry, input checking, the built-in tools.
+//! - [`process`]: spawning a command in its own process group, and bounded output.
+//! - [`workspace`]: the workspace root and the path rules of the built-in tools.
+//! - [`config`]: the agent's settings.
+
+pub mod agent;
+pub mod config;
+pub mod llm;
+pub mod process;
+pub mod tools;
+pub mod workspace;
+
+pub use agent::{Agent, AgentBuilder, AgentError, Event, Outcome, SessionChoice};
+pub use config::{AgentConfig, ShellConfig};
+pub use workspace::Workspace;

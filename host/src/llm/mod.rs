@@ -1,0 +1,79 @@
+//! Talking to models: the provider-neutral conversation types, one file per wire protocol, SSE
+//! framing, and retries.
+//!
+//! A [`Provider`] makes one attempt at one model call; [`call`] wraps it with the retry policy.
+//! The agent only ever sees [`Response`]s that are complete: a stream cut short is an error,
+//! never half a message.
+
+mod anthropic;
+mod error;
+mod retry;
+pub mod sse;
+mod types;
+
+use std::future::Future;
+use std::pin::Pin;
+use std::time::Duration;
+
+pub use anthropic::{Anthropic, AnthropicConfig};
+pub use error::LlmError;
+pub use retry::{RetryPolicy, parse_retry_after};
+pub use types::{
+    ContentBlock, Message, Request, Response, Role, StopReason, ToolSpec, ToolUse, Usage,
+};
+
+/// A boxed, sendable future, as the object-safe traits of this crate return.
+pub type BoxFuture<'a, T> = Pin<Box<dyn Future<Output = T> + Send + 'a>>;
+
+/// Receives the text of an answer while it streams in.
+pub type TextSink<'a> = &'a (dyn Fn(&str) + Send + Sync);
+
+/// A model provider's wire protocol.
+///
+/// Implementations turn a [`Request`] into one HTTP call and its answer into a complete
+/// [`Response`], calling `on_text` with each piece of assistant text as it arrives (once, with the
+/// whole text, when not streaming). They do not retry: [`call`] does.
+pub trait Provider: Send + Sync {
+    /// A short lower-case name used in messages, e.g. `anthropic`.
+    fn name(&self) -> &'static str;
+
+    /// Makes one attempt at the call.
+    fn send<'a>(
+        &'a self,
+        request: &'a Request<'a>,
+        on_text: TextSink<'a>,
+    ) -> BoxFuture<'a, Result<Response, LlmError>>;
+}
+
+/// Calls the model, retrying retryable failures as `policy` says.
+///
+/// `on_retry(attempt, wait, error)` is called before each wait, so a caller can tell the user.
+/// Returns the first success, the first final error, or [`LlmError::RetriesExhausted`].
+pub async fn call(
+    provider: &dyn Provider,
+    policy: &RetryPolicy,
+    request: &Request<'_>,
+    on_text: TextSink<'_>,
+    on_retry: &(dyn Fn(u32, Duration, &LlmError) + Send + Sync),
+) -> Result<Response, LlmError> {
+    let mut attempt = 0;
+    loop {
+        match provider.send(request, on_text).await {
+            Ok(response) => return Ok(response),
+            Err(error) if error.is_retryable() => {
+                if attempt >= policy.max_retries {
+                    return Err(LlmError::RetriesExhausted {
+                        attempts: attempt + 1,
+                        last: Box::new(error),
+                    });
+                }
+                let wait = policy.delay(attempt, &error);
+                tracing::warn!(%error, ?wait, attempt = attempt + 1, "model call failed; retrying");
+                on_retry(attempt + 1, wait, &error);
+                tokio::time::sleep(wait).await;
+                attempt += 1;
+            }
+            Err(error) => return Err(error),
+        }
+    }
+}

@@ -1,0 +1,11 @@
+//! Running shell commands: one way of spawning a process group, shared by the bash tool and the
+//! background manager, and the bounded output buffer both use.
+
+mod group;
+mod output;
+
+pub use group::{
+    CommandEnv, GroupChild, OutputSink, WaitOutcome, describe_status, group_alive, kill_group,
+    spawn_shell,
+};
+pub use output::{HeadTail, tail_lines};
