@@ -5,6 +5,7 @@
 
 use std::time::Duration;
 
+use crate::background::BackgroundConfig;
 use crate::llm::RetryPolicy;
 use crate::process::CommandEnv;
 
@@ -23,6 +24,14 @@ pub struct AgentConfig {
     pub instructions: Option<String>,
     pub retry: RetryPolicy,
     pub shell: ShellConfig,
+    /// The background tasks (offered when the shell is enabled).
+    pub background: BackgroundConfig,
+    /// When the model ends its turn while background tasks it started (with a timeout) are still
+    /// running, wait for the next one to end and call the model again with its result, instead
+    /// of returning. `corral run` does; `corral chat` does not (results go into the next turn).
+    pub wait_for_background: bool,
+    /// The longest one prompt waits for background tasks in all (60 min).
+    pub wait_timeout: Duration,
 }
 
 impl Default for AgentConfig {
@@ -34,6 +43,9 @@ impl Default for AgentConfig {
             instructions: None,
             retry: RetryPolicy::default(),
             shell: ShellConfig::default(),
+            background: BackgroundConfig::default(),
+            wait_for_background: true,
+            wait_timeout: Duration::from_secs(60 * 60),
         }
     }
 }

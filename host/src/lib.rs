@@ -17,12 +17,14 @@
 //! # Layout
 //! - [`agent`]: the loop, its history and the API's rules, events, the session file.
 //! - [`llm`]: the provider trait, one module per wire protocol, SSE framing, retries.
+//! - [`background`]: the background manager: tasks, their output, the notification queue.
 //! - [`tools`]: the tool trait, the registry, input checking, the built-in tools.
 //! - [`process`]: spawning a command in its own process group, and bounded output.
 //! - [`workspace`]: the workspace root and the path rules of the built-in tools.
 //! - [`config`]: the agent's settings.
 
 pub mod agent;
+pub mod background;
 pub mod config;
 pub mod llm;
 pub mod process;

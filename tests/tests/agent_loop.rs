@@ -94,7 +94,18 @@ fn assert_write_edit_read(corral: &Corral, server: &ScriptedServer, stdout: &str
         .iter()
         .filter_map(|t| t["name"].as_str())
         .collect();
-    assert_eq!(names, ["bash", "read_file", "write_file", "edit_file"]);
+    assert_eq!(
+        names,
+        [
+            "bash",
+            "read_file",
+            "write_file",
+            "edit_file",
+            "background_run",
+            "check_background",
+            "kill_background"
+        ]
+    );
 }
 
 /// The foundation's "done when": corral writes a file, edits it, reads it back and prints the

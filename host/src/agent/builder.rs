@@ -7,9 +7,13 @@ use super::history::History;
 use super::prompt::system_prompt;
 use super::session::{SessionChoice, SessionLog};
 use super::{Agent, AgentError, Event, EventSink, ignore_events};
+use crate::background::BackgroundManager;
 use crate::config::AgentConfig;
 use crate::llm::{Anthropic, AnthropicConfig, Provider};
-use crate::tools::{BashTool, EditFileTool, ReadFileTool, Tool, ToolRegistry, WriteFileTool};
+use crate::tools::{
+    BackgroundRunTool, BashTool, CheckBackgroundTool, EditFileTool, KillBackgroundTool,
+    ReadFileTool, Tool, ToolRegistry, WriteFileTool,
+};
 use crate::workspace::Workspace;
 
 /// Builds an [`Agent`]. Defaults: [`AgentConfig::default`], the Anthropic provider configured
@@ -91,11 +95,24 @@ impl AgentBuilder {
             Arc::new(WriteFileTool::new(workspace.clone())),
             Arc::new(EditFileTool::new(workspace.clone())),
         ];
+        let mut background = None;
         if self.config.shell.enabled {
             builtins.insert(
                 0,
                 Arc::new(BashTool::new(workspace.clone(), self.config.shell.clone())),
             );
+            let events = self.events.clone();
+            let mut background_config = self.config.background.clone();
+            background_config.env = self.config.shell.env.clone();
+            let manager = Arc::new(BackgroundManager::new(
+                workspace.clone(),
+                background_config,
+                move |event| events(&event.into()),
+            ));
+            builtins.push(Arc::new(BackgroundRunTool::new(manager.clone())));
+            builtins.push(Arc::new(CheckBackgroundTool::new(manager.clone())));
+            builtins.push(Arc::new(KillBackgroundTool::new(manager.clone())));
+            background = Some(manager);
         }
         for tool in builtins.into_iter().chain(self.extra_tools) {
             tools
@@ -139,6 +156,7 @@ impl AgentBuilder {
             history,
             session,
             events: self.events,
+            background,
         })
     }
 }

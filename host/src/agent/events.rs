@@ -6,6 +6,7 @@ use std::sync::Arc;
 use serde::Serialize;
 use serde_json::Value;
 
+use crate::background::TaskEvent;
 use crate::llm::{StopReason, Usage};
 
 /// One thing that happened. Serialised with a `type` tag, e.g. `{"type":"text_delta",...}`.
@@ -48,6 +49,20 @@ pub enum Event {
         output: String,
         duration_ms: u64,
     },
+    /// A background task started.
+    BackgroundStarted { task_id: String, command: String },
+    /// A background task ended; its result is queued for the model's next call.
+    BackgroundFinished {
+        task_id: String,
+        command: String,
+        status: String,
+        exit_code: Option<i32>,
+        runtime_ms: u64,
+    },
+    /// Background results were handed to the model (`count` notifications in one block).
+    BackgroundDelivered { count: usize },
+    /// The model ended its turn while background tasks run; corral waits for the next to end.
+    WaitingForBackground { running: usize },
     /// The prompt is done: the model ended its turn.
     Finished { text: String, usage: Usage },
 }
@@ -59,4 +74,21 @@ pub type EventSink = Arc<dyn Fn(&Event) + Send + Sync>;
 /// A sink that drops every event.
 pub fn ignore_events() -> EventSink {
     Arc::new(|_| {})
+}
+
+impl From<TaskEvent> for Event {
+    fn from(event: TaskEvent) -> Self {
+        match event {
+            TaskEvent::Started { task_id, command } => {
+                Event::BackgroundStarted { task_id, command }
+            }
+            TaskEvent::Finished(n) => Event::BackgroundFinished {
+                exit_code: n.status.exit_code(),
+                status: n.status.to_string(),
+                runtime_ms: u64::try_from(n.runtime.as_millis()).unwrap_or(u64::MAX),
+                task_id: n.task_id,
+                command: n.command,
+            },
+        }
+    }
 }

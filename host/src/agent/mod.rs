@@ -23,6 +23,7 @@ pub use events::{Event, EventSink, ignore_events};
 pub use history::History;
 pub use session::{SessionChoice, SessionError, SessionLog};
 
+use crate::background::{self, BackgroundManager};
 use crate::config::AgentConfig;
 use crate::llm::{self, ContentBlock, Message, Provider, Request, StopReason, ToolSpec, Usage};
 use crate::tools::ToolRegistry;
@@ -55,6 +56,7 @@ pub struct Agent {
     history: History,
     session: SessionLog,
     events: EventSink,
+    background: Option<Arc<BackgroundManager>>,
 }
 
 impl std::fmt::Debug for Agent {
@@ -102,6 +104,19 @@ impl Agent {
         &self.config
     }
 
+    /// The background manager, when the shell tools are enabled.
+    pub fn background(&self) -> Option<&Arc<BackgroundManager>> {
+        self.background.as_ref()
+    }
+
+    /// Ends every background task still running (SIGTERM, then SIGKILL). Dropping the agent
+    /// does the same; call this to do it at a known time, e.g. before exiting.
+    pub fn shutdown(&self) {
+        if let Some(manager) = &self.background {
+            manager.kill_all("corral exited");
+        }
+    }
+
     /// Gives the model `text` and runs until it ends its turn.
     ///
     /// Fails when the model cannot be called (after retries), when `max_turns` model calls pass
@@ -111,6 +126,7 @@ impl Agent {
         self.add_user(vec![ContentBlock::text(text)])?;
         let mut usage = Usage::default();
         let mut turn = 0;
+        let mut waited = Duration::ZERO;
         loop {
             if turn >= self.config.max_turns {
                 return Err(AgentError::MaxTurns {
@@ -135,6 +151,9 @@ impl Agent {
             }
             let results = self.run_tools().await;
             if results.is_empty() {
+                if self.wait_for_background(&mut waited).await {
+                    continue;
+                }
                 (self.events)(&Event::Finished {
                     text: text.clone(),
                     usage,
@@ -156,7 +175,57 @@ impl Agent {
         Ok(())
     }
 
+    /// Called when the model ended its turn. Returns `true` when there are background results
+    /// to give it: pending already, or arriving while corral waits for running tasks (those with
+    /// a timeout; servers started without one do not hold corral). `waited` is the time spent
+    /// waiting so far in this prompt, bounded by `wait_timeout`.
+    async fn wait_for_background(&self, waited: &mut Duration) -> bool {
+        let Some(manager) = &self.background else {
+            return false;
+        };
+        if !manager.queue().is_empty() {
+            return true;
+        }
+        if !self.config.wait_for_background {
+            return false;
+        }
+        let running = manager
+            .running()
+            .iter()
+            .filter(|t| t.timeout.is_some())
+            .count();
+        if running == 0 || *waited >= self.config.wait_timeout {
+            return false;
+        }
+        (self.events)(&Event::WaitingForBackground { running });
+        let started = Instant::now();
+        let arrived = manager
+            .queue()
+            .wait(self.config.wait_timeout - *waited)
+            .await;
+        *waited += started.elapsed();
+        arrived
+    }
+
+    /// Hands every pending background result to the model: one `<background-results>` text
+    /// block, after the tool results of the user message being sent, or as a new user message.
+    fn deliver_background(&mut self) -> Result<(), AgentError> {
+        let Some(manager) = &self.background else {
+            return Ok(());
+        };
+        let notifications = manager.queue().drain();
+        if notifications.is_empty() {
+            return Ok(());
+        }
+        let block = ContentBlock::text(background::render_block(&notifications));
+        (self.events)(&Event::BackgroundDelivered {
+            count: notifications.len(),
+        });
+        self.add_user(vec![block])
+    }
+
     async fn call_model(&mut self, turn: u32) -> Result<llm::Response, AgentError> {
+        self.deliver_background()?;
         history::check_request(self.history.messages()).map_err(AgentError::Invariant)?;
         (self.events)(&Event::ModelRequest { turn });
         let request = Request {

@@ -57,6 +57,13 @@ pub struct RunArgs {
     /// Print the event stream as JSON lines on stdout instead of the final text.
     #[arg(long)]
     pub json: bool,
+    /// Exit as soon as the model ends its turn, killing background tasks still running,
+    /// instead of waiting for them and giving the model their results.
+    #[arg(long)]
+    pub no_wait: bool,
+    /// The longest to wait for background tasks, in seconds.
+    #[arg(long, value_name = "SECS", default_value_t = 3600)]
+    pub wait_timeout: u64,
     /// The prompt.
     #[arg(required = true)]
     pub prompt: Vec<String>,

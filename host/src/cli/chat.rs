@@ -1,9 +1,12 @@
-//! `corral chat`: a line a turn, the history kept, `/exit` to leave.
+//! `corral chat`: a line a turn, the history kept, `/exit` to leave. Background tasks keep
+//! running between turns: a one-line notice shows when one ends, and its result goes to the
+//! model with the next line. `/tasks` lists them, `/kill <id>` stops one.
 
 use std::io::{BufRead, Write};
 use std::process::ExitCode;
 
 use corral::Agent;
+use corral::background::format_runtime;
 
 use super::args::AgentArgs;
 use super::render::{self, Mode};
@@ -13,8 +16,10 @@ pub async fn chat(args: AgentArgs) -> anyhow::Result<ExitCode> {
         Ok(p) => p,
         Err(e) => return Ok(super::fail(&e.into())),
     };
+    let mut config = args.config();
+    config.wait_for_background = false;
     let built = Agent::builder(&args.workspace)
-        .config(args.config())
+        .config(config)
         .provider(provider)
         .session(args.session())
         .on_event(|event| render::render(Mode::Streaming, event))
@@ -24,7 +29,7 @@ pub async fn chat(args: AgentArgs) -> anyhow::Result<ExitCode> {
         Err(e) => return Ok(super::fail(&e)),
     };
     eprintln!(
-        "corral chat in {} (session {}); /exit to leave",
+        "corral chat in {} (session {}); /tasks, /kill <id>, /exit",
         agent.workspace().root().display(),
         agent.session_id()
     );
@@ -40,19 +45,78 @@ pub async fn chat(args: AgentArgs) -> anyhow::Result<ExitCode> {
     loop {
         eprint!("> ");
         let _ = std::io::stderr().flush();
-        let Some(line) = lines.recv().await else {
-            break;
+        let line = tokio::select! {
+            line = lines.recv() => line,
+            signal = super::signals::interrupted() => {
+                corral::process::kill_all_groups();
+                agent.shutdown();
+                eprintln!("corral: {signal}");
+                return Ok(ExitCode::from(super::EXIT_INTERRUPTED));
+            }
         };
+        let Some(line) = line else { break };
         let line = line.trim();
-        match line {
-            "" => continue,
-            "/exit" | "/quit" => break,
+        match line
+            .split_once(' ')
+            .map_or((line, ""), |(a, b)| (a, b.trim()))
+        {
+            ("", _) => continue,
+            ("/exit" | "/quit", _) => break,
+            ("/tasks", _) => {
+                tasks(&agent);
+                continue;
+            }
+            ("/kill", id) => {
+                kill(&agent, id);
+                continue;
+            }
             _ => {}
         }
-        match agent.prompt(line).await {
+        let result = tokio::select! {
+            result = agent.prompt(line) => result,
+            signal = super::signals::interrupted() => {
+                corral::process::kill_all_groups();
+                agent.shutdown();
+                eprintln!("corral: {signal}; session {} kept", agent.session_id());
+                return Ok(ExitCode::from(super::EXIT_INTERRUPTED));
+            }
+        };
+        match result {
             Ok(_) => println!(),
             Err(error) => eprintln!("corral: {error}"),
         }
     }
+    agent.shutdown();
     Ok(ExitCode::SUCCESS)
+}
+
+fn tasks(agent: &Agent) {
+    let Some(manager) = agent.background() else {
+        eprintln!("the shell is disabled in this workspace");
+        return;
+    };
+    let tasks = manager.tasks();
+    if tasks.is_empty() {
+        eprintln!("no background tasks");
+    }
+    for task in tasks {
+        eprintln!(
+            "{}  {}  {}  {}",
+            task.id,
+            task.status(),
+            format_runtime(task.runtime()),
+            task.command
+        );
+    }
+}
+
+fn kill(agent: &Agent, id: &str) {
+    let Some(manager) = agent.background() else {
+        eprintln!("the shell is disabled in this workspace");
+        return;
+    };
+    match manager.kill(id, "by /kill") {
+        Ok(status) => eprintln!("{id}: {status}"),
+        Err(e) => eprintln!("{e}"),
+    }
 }

@@ -4,6 +4,7 @@ mod args;
 mod chat;
 mod render;
 mod run;
+mod signals;
 
 use std::process::ExitCode;
 
@@ -14,6 +15,8 @@ use args::Command;
 pub const EXIT_FAILED: u8 = 1;
 /// Exit code of a usage or configuration error.
 pub const EXIT_USAGE: u8 = 2;
+/// Exit code after Ctrl-C or SIGTERM (128 + SIGINT, as shells report it).
+pub const EXIT_INTERRUPTED: u8 = 130;
 
 /// `RUST_LOG` turns on tracing to stderr; without it, only warnings from corral.
 pub fn init_tracing() {

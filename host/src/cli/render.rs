@@ -46,6 +46,29 @@ pub fn render(mode: Mode, event: &Event) {
             };
             eprintln!("  {name} -> {status} ({})", duration(*duration_ms));
         }
+        Event::BackgroundStarted { task_id, command } => {
+            eprintln!(
+                "◆ background {task_id} started: {}",
+                first_line(command, 100)
+            );
+        }
+        Event::BackgroundFinished {
+            task_id,
+            command,
+            status,
+            runtime_ms,
+            ..
+        } => {
+            eprintln!(
+                "◆ background {task_id} {status} after {}: {}",
+                duration(*runtime_ms),
+                first_line(command, 80)
+            );
+        }
+        Event::WaitingForBackground { running } => {
+            let s = if *running == 1 { "" } else { "s" };
+            eprintln!("… waiting for {running} background task{s}");
+        }
         Event::ToolCallStarted { name, input, .. } => {
             eprintln!("● {name} {}", short_input(input, 100));
         }

@@ -13,8 +13,11 @@ pub async fn run(args: RunArgs) -> anyhow::Result<ExitCode> {
         Ok(p) => p,
         Err(e) => return Ok(super::fail(&e.into())),
     };
+    let mut config = args.agent.config();
+    config.wait_for_background = !args.no_wait;
+    config.wait_timeout = std::time::Duration::from_secs(args.wait_timeout);
     let built = Agent::builder(&args.agent.workspace)
-        .config(args.agent.config())
+        .config(config)
         .provider(provider)
         .session(args.agent.session())
         .on_event(move |event| render::render(mode, event))
@@ -24,7 +27,17 @@ pub async fn run(args: RunArgs) -> anyhow::Result<ExitCode> {
         Err(e) => return Ok(super::fail(&e)),
     };
     let prompt = args.prompt.join(" ");
-    match agent.prompt(&prompt).await {
+    let result = tokio::select! {
+        result = agent.prompt(&prompt) => result,
+        signal = super::signals::interrupted() => {
+            let killed = corral::process::kill_all_groups();
+            agent.shutdown();
+            eprintln!("corral: {signal}; stopped {killed} running command(s); session {} kept", agent.session_id());
+            return Ok(ExitCode::from(super::EXIT_INTERRUPTED));
+        }
+    };
+    agent.shutdown();
+    match result {
         Ok(outcome) => {
             if mode != Mode::Json {
                 println!("{}", outcome.text.trim_end());

@@ -13,7 +13,40 @@ use std::process::{Child, Command, ExitStatus, Stdio};
 use std::thread::JoinHandle;
 use std::time::{Duration, Instant};
 
+use std::collections::HashSet;
+use std::sync::Mutex;
+
 use crossbeam_channel::{Receiver, RecvTimeoutError, Sender, bounded};
+
+/// Every process group started by [`spawn_shell`] and not yet [`finish`](GroupChild::finish)ed:
+/// what [`kill_all_groups`] ends when corral exits.
+static LIVE_GROUPS: Mutex<Option<HashSet<i32>>> = Mutex::new(None);
+
+fn track(pgid: i32, live: bool) {
+    if let Ok(mut groups) = LIVE_GROUPS.lock() {
+        let set = groups.get_or_insert_with(HashSet::new);
+        if live {
+            set.insert(pgid);
+        } else {
+            set.remove(&pgid);
+        }
+    }
+}
+
+/// Sends SIGKILL to every process group corral started and has not reaped: for exits on
+/// Ctrl-C, SIGTERM or an error, so no command outlives corral. Returns how many groups there
+/// were.
+pub fn kill_all_groups() -> usize {
+    let groups: Vec<i32> = LIVE_GROUPS
+        .lock()
+        .ok()
+        .and_then(|g| g.as_ref().map(|s| s.iter().copied().collect()))
+        .unwrap_or_default();
+    for &pgid in &groups {
+        kill_group(pgid, libc::SIGKILL);
+    }
+    groups.len()
+}
 
 /// Which environment variables a command sees.
 #[derive(Debug, Clone, Default, PartialEq, Eq)]
@@ -84,6 +117,7 @@ pub fn spawn_shell(
     // Drop our copies of the write end (held by `cmd`) so EOF comes when the group's copies close.
     drop(cmd);
     let pgid = i32::try_from(child.id()).map_err(io::Error::other)?;
+    track(pgid, true);
     let (exit_tx, exit) = bounded(1);
     std::thread::Builder::new()
         .name(format!("wait-{pgid}"))
@@ -173,6 +207,7 @@ impl GroupChild {
     /// happens only when a process left the group (`setsid`) and kept the pipe.
     pub fn finish(mut self, drain: Duration) -> bool {
         kill_group(self.pgid, libc::SIGKILL);
+        track(self.pgid, false);
         let drained = self.reader_done.recv_timeout(drain).is_ok();
         if drained && let Some(reader) = self.reader.take() {
             let _ = reader.join();

@@ -4,6 +4,7 @@
 //! A tool gets its input already checked against its JSON Schema, and answers with text or a
 //! [`ToolError`]. Both go back to the model; neither ends the run.
 
+mod background;
 mod bash;
 mod error;
 mod files;
@@ -13,6 +14,7 @@ pub mod schema;
 use serde::de::DeserializeOwned;
 use serde_json::Value;
 
+pub use background::{BackgroundRunTool, CheckBackgroundTool, KillBackgroundTool};
 pub use bash::BashTool;
 pub use error::ToolError;
 pub use files::{EditFileTool, ReadFileTool, WriteFileTool};

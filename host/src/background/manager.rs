@@ -1,0 +1,351 @@
+//! The background manager: starts tasks, each on its own thread, and queues a notification
+//! when each ends.
+
+use std::collections::HashMap;
+use std::path::PathBuf;
+use std::sync::{Arc, Mutex};
+use std::time::{Duration, Instant, SystemTime};
+
+use super::output::{SharedOutput, TaskOutput};
+use super::queue::{Notification, NotificationQueue};
+use super::task::{Task, TaskId, TaskState, TaskStatus};
+use crate::process::{self, CommandEnv, GroupChild, WaitOutcome};
+use crate::workspace::Workspace;
+
+/// Characters of output a notification carries.
+const NOTIFICATION_TAIL: usize = 2000;
+/// Time between SIGTERM and SIGKILL when a task is ended.
+const GRACE: Duration = Duration::from_secs(2);
+
+/// Settings of the background manager.
+#[derive(Debug, Clone)]
+pub struct BackgroundConfig {
+    /// Tasks that may run at once (16).
+    pub max_tasks: usize,
+    /// A task's timeout when the model gives none (30 min).
+    pub default_timeout: Duration,
+    /// Bytes of output written to a task's log before the task is killed (64 MiB).
+    pub log_cap: u64,
+    /// The environment commands see. The agent sets it from [`crate::ShellConfig::env`].
+    pub env: CommandEnv,
+}
+
+impl Default for BackgroundConfig {
+    fn default() -> Self {
+        Self {
+            max_tasks: 16,
+            default_timeout: Duration::from_secs(30 * 60),
+            log_cap: 64 * 1024 * 1024,
+            env: CommandEnv::Inherit,
+        }
+    }
+}
+
+/// Why a task could not be started or found. Shown to the model.
+#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
+pub enum BackgroundError {
+    #[error("the command is empty")]
+    EmptyCommand,
+    #[error("{0} background tasks are running, the limit; wait for one to end or kill one")]
+    TooMany(usize),
+    #[error("no background task `{0}`; check_background without an id lists them")]
+    UnknownTask(String),
+    #[error("could not start the task: {0}")]
+    Start(String),
+}
+
+/// What the manager reports as tasks start and end. The agent turns these into its events.
+#[derive(Debug, Clone, PartialEq)]
+pub enum TaskEvent {
+    Started { task_id: TaskId, command: String },
+    Finished(Notification),
+}
+
+type TaskEventSink = Arc<dyn Fn(TaskEvent) + Send + Sync>;
+
+/// Runs commands in the background of one workspace.
+///
+/// Each task is `sh -c COMMAND` in the workspace root, in its own process group, on its own
+/// thread. When it ends, exactly one [`Notification`] goes to the queue. Dropping the manager
+/// (or [`kill_all`](Self::kill_all)) ends every task still running.
+pub struct BackgroundManager {
+    root: PathBuf,
+    log_dir: PathBuf,
+    workspace: Arc<Workspace>,
+    config: BackgroundConfig,
+    tasks: Mutex<Vec<Arc<Task>>>,
+    by_id: Mutex<HashMap<TaskId, Arc<Task>>>,
+    queue: Arc<NotificationQueue>,
+    events: TaskEventSink,
+}
+
+impl std::fmt::Debug for BackgroundManager {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("BackgroundManager")
+            .field("root", &self.root)
+            .field("config", &self.config)
+            .finish()
+    }
+}
+
+impl BackgroundManager {
+    /// A manager for `workspace`; task logs go to `<workspace>/.corral/tasks/`.
+    pub fn new(
+        workspace: Arc<Workspace>,
+        config: BackgroundConfig,
+        events: impl Fn(TaskEvent) + Send + Sync + 'static,
+    ) -> Self {
+        Self {
+            root: workspace.root().to_path_buf(),
+            log_dir: workspace.state_dir().join("tasks"),
+            workspace,
+            config,
+            tasks: Mutex::new(Vec::new()),
+            by_id: Mutex::new(HashMap::new()),
+            queue: Arc::new(NotificationQueue::new()),
+            events: Arc::new(events),
+        }
+    }
+
+    pub fn config(&self) -> &BackgroundConfig {
+        &self.config
+    }
+
+    /// The queue the agent drains.
+    pub fn queue(&self) -> &NotificationQueue {
+        &self.queue
+    }
+
+    /// Starts `command`; returns its id at once. `timeout`: `None` for the default, `Some(0)`
+    /// for none at all.
+    pub fn start(
+        &self,
+        command: &str,
+        timeout: Option<Duration>,
+    ) -> Result<Arc<Task>, BackgroundError> {
+        if command.trim().is_empty() {
+            return Err(BackgroundError::EmptyCommand);
+        }
+        let running = self.running().len();
+        if running >= self.config.max_tasks {
+            return Err(BackgroundError::TooMany(running));
+        }
+        let timeout = match timeout {
+            None => Some(self.config.default_timeout),
+            Some(t) if t.is_zero() => None,
+            Some(t) => Some(t),
+        };
+        let id = new_id(&self.by_id);
+        std::fs::create_dir_all(&self.log_dir)
+            .map_err(|e| BackgroundError::Start(format!("{}: {e}", self.log_dir.display())))?;
+        let log_path = self.log_dir.join(format!("{id}.log"));
+        let log = std::fs::File::create(&log_path)
+            .map_err(|e| BackgroundError::Start(format!("{}: {e}", log_path.display())))?;
+        let output = Arc::new(Mutex::new(TaskOutput::new(log, self.config.log_cap)));
+        let (cancel, cancelled) = crossbeam_channel::bounded(1);
+        let task = Arc::new(Task {
+            id: id.clone(),
+            command: command.to_string(),
+            log_display: self.workspace.display(&log_path),
+            log_path,
+            started_at: SystemTime::now(),
+            started: Instant::now(),
+            timeout,
+            output: output.clone(),
+            state: Mutex::new(TaskState {
+                status: TaskStatus::Running,
+                ended: None,
+                checked_up_to: 0,
+                kill_reason: None,
+            }),
+            cancel,
+        });
+        let child =
+            match process::spawn_shell(command, &self.root, &self.config.env, SharedOutput(output))
+            {
+                Ok(child) => child,
+                Err(e) => {
+                    let error = e.to_string();
+                    self.remember(task.clone());
+                    finish(
+                        &task,
+                        TaskStatus::FailedToStart {
+                            error: error.clone(),
+                        },
+                        &self.queue,
+                        &self.events,
+                    );
+                    return Err(BackgroundError::Start(error));
+                }
+            };
+        self.remember(task.clone());
+        (self.events)(TaskEvent::Started {
+            task_id: id.clone(),
+            command: command.to_string(),
+        });
+        let pgid = child.pgid();
+        let (thread_task, queue, events) = (task.clone(), self.queue.clone(), self.events.clone());
+        let spawned = std::thread::Builder::new()
+            .name(format!("bg-{id}"))
+            .spawn(move || supervise(thread_task, child, cancelled, &queue, &events));
+        if let Err(e) = spawned {
+            // Without a thread nobody would reap it: end the group now.
+            process::kill_group(pgid, libc::SIGKILL);
+            let status = TaskStatus::FailedToStart {
+                error: format!("no thread: {e}"),
+            };
+            finish(&task, status, &self.queue, &self.events);
+            return Err(BackgroundError::Start(format!(
+                "no thread for the task: {e}"
+            )));
+        }
+        Ok(task)
+    }
+
+    fn remember(&self, task: Arc<Task>) {
+        if let Ok(mut by_id) = self.by_id.lock() {
+            by_id.insert(task.id.clone(), task.clone());
+        }
+        if let Ok(mut tasks) = self.tasks.lock() {
+            tasks.push(task);
+        }
+    }
+
+    /// Every task, oldest first.
+    pub fn tasks(&self) -> Vec<Arc<Task>> {
+        self.tasks.lock().map(|t| t.clone()).unwrap_or_default()
+    }
+
+    /// The tasks still running.
+    pub fn running(&self) -> Vec<Arc<Task>> {
+        self.tasks()
+            .into_iter()
+            .filter(|t| t.status().is_running())
+            .collect()
+    }
+
+    /// The task with this id.
+    pub fn get(&self, id: &str) -> Result<Arc<Task>, BackgroundError> {
+        self.by_id
+            .lock()
+            .ok()
+            .and_then(|m| m.get(id.trim()).cloned())
+            .ok_or_else(|| BackgroundError::UnknownTask(id.to_string()))
+    }
+
+    /// Ends a task: SIGTERM to its group, SIGKILL after a grace period. Waits (a few seconds at
+    /// most) until the task has ended, and returns its final status.
+    pub fn kill(&self, id: &str, reason: &str) -> Result<TaskStatus, BackgroundError> {
+        let task = self.get(id)?;
+        if !task.status().is_running() {
+            return Ok(task.status());
+        }
+        if let Ok(mut state) = task.state.lock() {
+            state.kill_reason.get_or_insert_with(|| reason.to_string());
+        }
+        let _ = task.cancel.try_send(());
+        let deadline = Instant::now() + GRACE + Duration::from_secs(5);
+        while task.status().is_running() && Instant::now() < deadline {
+            std::thread::sleep(Duration::from_millis(10));
+        }
+        Ok(task.status())
+    }
+
+    /// Ends every running task at once (SIGKILL to each group) and waits briefly for their
+    /// threads to record it. For corral's exit.
+    pub fn kill_all(&self, reason: &str) {
+        let running = self.running();
+        for task in &running {
+            if let Ok(mut state) = task.state.lock() {
+                state.kill_reason.get_or_insert_with(|| reason.to_string());
+            }
+            let _ = task.cancel.try_send(());
+        }
+        let deadline = Instant::now() + GRACE + Duration::from_secs(3);
+        while running.iter().any(|t| t.status().is_running()) && Instant::now() < deadline {
+            std::thread::sleep(Duration::from_millis(10));
+        }
+    }
+}
+
+impl Drop for BackgroundManager {
+    fn drop(&mut self) {
+        self.kill_all("corral exited");
+    }
+}
+
+/// A fresh 8-hex-character id not yet used.
+fn new_id(by_id: &Mutex<HashMap<TaskId, Arc<Task>>>) -> TaskId {
+    loop {
+        let id = uuid::Uuid::new_v4().simple().to_string()[..8].to_string();
+        if by_id.lock().map(|m| !m.contains_key(&id)).unwrap_or(true) {
+            return id;
+        }
+    }
+}
+
+/// The task's thread: waits for the command, its timeout or a cancel, then records the end
+/// and queues the one notification.
+fn supervise(
+    task: Arc<Task>,
+    child: GroupChild,
+    cancelled: crossbeam_channel::Receiver<()>,
+    queue: &NotificationQueue,
+    events: &TaskEventSink,
+) {
+    let outcome = child.wait(task.timeout, &cancelled, GRACE);
+    child.finish(Duration::from_secs(2));
+    let cap_hit = task.output.lock().map(|o| o.cap_hit).unwrap_or(false);
+    let kill_reason = task.state.lock().ok().and_then(|s| s.kill_reason.clone());
+    let status = match outcome {
+        _ if cap_hit => TaskStatus::Killed {
+            reason: "its output passed the log cap".into(),
+        },
+        Ok(WaitOutcome::Exited(status)) => {
+            use std::os::unix::process::ExitStatusExt;
+            match (status.code(), status.signal()) {
+                (Some(code), _) => TaskStatus::Completed { exit_code: code },
+                (None, Some(signal)) => match kill_reason {
+                    Some(reason) => TaskStatus::Killed { reason },
+                    None => TaskStatus::Signalled { signal },
+                },
+                (None, None) => TaskStatus::Signalled { signal: 0 },
+            }
+        }
+        Ok(WaitOutcome::TimedOut) => TaskStatus::TimedOut {
+            after_secs: task.timeout.map_or(0, |t| t.as_secs()),
+        },
+        Ok(WaitOutcome::Cancelled) => TaskStatus::Killed {
+            reason: kill_reason.unwrap_or_else(|| "killed".into()),
+        },
+        Err(e) => TaskStatus::Killed {
+            reason: format!("waiting for it failed: {e}"),
+        },
+    };
+    finish(&task, status, queue, events);
+}
+
+/// Records a task's end and queues its notification. Called once per task.
+fn finish(task: &Task, status: TaskStatus, queue: &NotificationQueue, events: &TaskEventSink) {
+    let (tail, output_bytes) = task
+        .output
+        .lock()
+        .map(|o| (o.buffer.tail_lines(NOTIFICATION_TAIL), o.buffer.total()))
+        .unwrap_or_default();
+    let runtime = task.started.elapsed();
+    if let Ok(mut state) = task.state.lock() {
+        state.status = status.clone();
+        state.ended = Some(Instant::now());
+    }
+    let notification = Notification {
+        task_id: task.id.clone(),
+        command: task.command.clone(),
+        status,
+        runtime,
+        tail,
+        output_bytes,
+        log: task.log_display.clone(),
+    };
+    queue.push(notification.clone());
+    events(TaskEvent::Finished(notification));
+}
