@@ -27,6 +27,7 @@ pub mod agent;
 pub mod background;
 pub mod config;
 pub mod llm;
+pub mod plugins;
 pub mod process;
 pub mod tools;
 pub mod workspace;

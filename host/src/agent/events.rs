@@ -63,6 +63,12 @@ pub enum Event {
     BackgroundDelivered { count: usize },
     /// The model ended its turn while background tasks run; corral waits for the next to end.
     WaitingForBackground { running: usize },
+    /// A plugin wrote a log line through corral's `host.log` import.
+    PluginLog {
+        plugin: String,
+        level: crate::plugins::LogLevel,
+        message: String,
+    },
     /// The prompt is done: the model ended its turn.
     Finished { text: String, usage: Usage },
 }

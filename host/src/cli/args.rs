@@ -19,6 +19,8 @@ pub enum Command {
     Run(RunArgs),
     /// An interactive session: one line, one turn; `/exit` to leave.
     Chat(AgentArgs),
+    /// List the plugins found: name, version, file, tools, capabilities asked for, load errors.
+    Plugins(PluginsArgs),
 }
 
 /// Settings shared by every command that runs an agent.
@@ -42,12 +44,29 @@ pub struct AgentArgs {
     /// Ask for whole answers instead of streamed ones.
     #[arg(long)]
     pub no_stream: bool,
+    /// A folder of plugins (`*.wasm`) to load, besides `<workspace>/.corral/plugins` and
+    /// `~/.config/corral/plugins`. Repeatable.
+    #[arg(long = "plugins", value_name = "DIR")]
+    pub plugin_dirs: Vec<PathBuf>,
     /// Continue the latest session of the workspace.
     #[arg(long = "continue", short = 'c', conflicts_with = "resume")]
     pub continue_latest: bool,
     /// Continue the session with this id.
     #[arg(long, value_name = "ID")]
     pub resume: Option<String>,
+}
+
+#[derive(Debug, Args)]
+pub struct PluginsArgs {
+    /// The workspace whose plugin folder is scanned.
+    #[arg(long, short = 'w', default_value = ".")]
+    pub workspace: PathBuf,
+    /// More plugin folders. Repeatable.
+    #[arg(long = "plugins", value_name = "DIR")]
+    pub plugin_dirs: Vec<PathBuf>,
+    /// Print JSON instead of text.
+    #[arg(long)]
+    pub json: bool,
 }
 
 #[derive(Debug, Args)]

@@ -18,7 +18,11 @@ pub async fn chat(args: AgentArgs) -> anyhow::Result<ExitCode> {
     };
     let mut config = args.config();
     config.wait_for_background = false;
-    let built = Agent::builder(&args.workspace)
+    let mut builder = Agent::builder(&args.workspace);
+    for tool in super::plugins::tools(&args.workspace, &args.plugin_dirs, Mode::Streaming) {
+        builder = builder.tool(tool);
+    }
+    let built = builder
         .config(config)
         .provider(provider)
         .session(args.session())

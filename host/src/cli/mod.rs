@@ -2,6 +2,7 @@
 
 mod args;
 mod chat;
+mod plugins;
 mod render;
 mod run;
 mod signals;
@@ -32,6 +33,7 @@ pub async fn run(cli: Cli) -> anyhow::Result<ExitCode> {
     match cli.command {
         Command::Run(args) => run::run(args).await,
         Command::Chat(args) => chat::chat(args).await,
+        Command::Plugins(args) => plugins::list(args),
     }
 }
 

@@ -69,6 +69,19 @@ pub fn render(mode: Mode, event: &Event) {
             let s = if *running == 1 { "" } else { "s" };
             eprintln!("… waiting for {running} background task{s}");
         }
+        Event::PluginLog {
+            plugin,
+            level,
+            message,
+        } => {
+            tracing::info!(target: "corral::plugin", %plugin, ?level, "{message}");
+            if matches!(
+                level,
+                corral::plugins::LogLevel::Warn | corral::plugins::LogLevel::Error
+            ) {
+                eprintln!("  [{plugin}] {message}");
+            }
+        }
         Event::ToolCallStarted { name, input, .. } => {
             eprintln!("● {name} {}", short_input(input, 100));
         }

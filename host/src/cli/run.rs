@@ -16,7 +16,11 @@ pub async fn run(args: RunArgs) -> anyhow::Result<ExitCode> {
     let mut config = args.agent.config();
     config.wait_for_background = !args.no_wait;
     config.wait_timeout = std::time::Duration::from_secs(args.wait_timeout);
-    let built = Agent::builder(&args.agent.workspace)
+    let mut builder = Agent::builder(&args.agent.workspace);
+    for tool in super::plugins::tools(&args.agent.workspace, &args.agent.plugin_dirs, mode) {
+        builder = builder.tool(tool);
+    }
+    let built = builder
         .config(config)
         .provider(provider)
         .session(args.agent.session())

@@ -1,0 +1,205 @@
+//! WebAssembly plugins built from source, driven through the real binary and the agent loop.
+
+#![allow(clippy::unwrap_used, clippy::expect_used)]
+
+use std::path::{Path, PathBuf};
+
+use corral_tests::{Corral, ScriptedServer, Turn, tool_use};
+use serde_json::{Value, json};
+
+fn built(name: &str) -> PathBuf {
+    Path::new(env!("CORRAL_TEST_PLUGINS")).join(format!("{name}.wasm"))
+}
+
+/// A plugin folder holding copies of the named plugins.
+fn plugin_dir(corral: &Corral, names: &[&str]) -> PathBuf {
+    let dir = corral.path(".corral/plugins");
+    std::fs::create_dir_all(&dir).unwrap();
+    for name in names {
+        std::fs::copy(built(name), dir.join(format!("{name}.wasm"))).unwrap();
+    }
+    dir
+}
+
+fn results(body: &Value) -> Vec<(bool, String)> {
+    let last = body["messages"].as_array().unwrap().last().unwrap().clone();
+    last["content"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .filter(|b| b["type"] == "tool_result")
+        .map(|b| {
+            (
+                b["is_error"].as_bool().unwrap_or(false),
+                b["content"].as_str().unwrap_or("").to_string(),
+            )
+        })
+        .collect()
+}
+
+/// Plugin tools are offered beside the built-ins with their schemas, and a pure plugin (jq)
+/// answers through the agent loop.
+#[test]
+fn a_plugin_tool_is_offered_and_called() {
+    let corral = Corral::new();
+    plugin_dir(&corral, &["jq"]);
+    let server = ScriptedServer::start(vec![
+        Turn::tools(vec![
+            tool_use("q", "jq", json!({"filter": ".items[] | .name", "json": "{\"items\":[{\"name\":\"a\"},{\"name\":\"b\"}]}"})),
+            tool_use("bad", "jq", json!({"filter": ".[", "json": "{}"})),
+        ])
+        .into(),
+        Turn::text("names: a, b").into(),
+    ]);
+    let out = corral.run(Some(&server), &["run", "list the names"]);
+    out.assert_code(0);
+    server.assert_clean();
+    let first = &server.bodies()[0];
+    let jq = first["tools"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .find(|t| t["name"] == "jq")
+        .expect("jq offered");
+    assert_eq!(jq["input_schema"]["type"], "object");
+    let got = results(&server.bodies()[1]);
+    assert_eq!(got[0], (false, "\"a\"\n\"b\"\n".to_string()));
+    assert!(
+        got[1].0 && got[1].1.starts_with("invalid input:"),
+        "{:?}",
+        got[1]
+    );
+}
+
+/// Each misbehaving tool is contained with an error naming the cause, and the very next call to
+/// the same plugin succeeds.
+#[test]
+fn misbehaving_plugins_are_contained() {
+    let corral = Corral::new();
+    plugin_dir(&corral, &["misbehave"]);
+    let mut script = Vec::new();
+    for (i, (tool, input)) in [
+        ("spin", json!({})),
+        ("hog", json!({})),
+        ("recurse", json!({})),
+        ("panic", json!({"message": "boom"})),
+    ]
+    .into_iter()
+    .enumerate()
+    {
+        script.push(
+            Turn::tools(vec![
+                tool_use(&format!("bad{i}"), tool, input),
+                tool_use(&format!("ok{i}"), "echo", json!({"after": tool})),
+            ])
+            .into(),
+        );
+    }
+    script.push(Turn::text("survived").into());
+    let server = ScriptedServer::start(script);
+    let out = corral.run(Some(&server), &["run", "misbehave"]);
+    out.assert_code(0);
+    server.assert_clean();
+    let bodies = server.bodies();
+    let expect = [
+        "exceeded its 10 s deadline",
+        "exceeded its 64 MiB memory limit",
+        "overflowed its stack",
+        "panicked",
+    ];
+    for (i, want) in expect.iter().enumerate() {
+        let got = results(&bodies[i + 1]);
+        assert!(
+            got[0].0 && got[0].1.starts_with("plugin misbehave: ") && got[0].1.contains(want),
+            "call {i}: {:?}",
+            got[0]
+        );
+        assert!(
+            !got[1].0 && got[1].1.contains("after"),
+            "the next call works: {:?}",
+            got[1]
+        );
+    }
+}
+
+/// A corrupt .wasm is reported with its file and cause while the others load; the second start
+/// takes every plugin from the compile cache.
+#[test]
+fn corrupt_plugins_are_skipped_and_the_cache_is_used() {
+    let corral = Corral::new();
+    let dir = plugin_dir(&corral, &["jq", "grep"]);
+    std::fs::write(dir.join("broken.wasm"), b"\0asm not really").unwrap();
+    let list = |corral: &Corral| -> Value {
+        let out = corral.run(None, &["plugins", "--json"]);
+        out.assert_code(0);
+        serde_json::from_str(out.stdout.trim()).unwrap()
+    };
+    let first = list(&corral);
+    let names: Vec<&str> = first["plugins"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|p| p["manifest"]["name"].as_str().unwrap())
+        .collect();
+    assert_eq!(names, ["grep", "jq"]);
+    let errors = first["errors"].as_array().unwrap();
+    assert_eq!(errors.len(), 1);
+    assert!(errors[0]["file"].as_str().unwrap().ends_with("broken.wasm"));
+    assert!(
+        errors[0]["cause"]
+            .as_str()
+            .unwrap()
+            .contains("not a valid WebAssembly component"),
+        "{}",
+        errors[0]
+    );
+    assert!(
+        first["plugins"]
+            .as_array()
+            .unwrap()
+            .iter()
+            .all(|p| p["source"] == "compiled")
+    );
+    let second = list(&corral);
+    assert!(
+        second["plugins"]
+            .as_array()
+            .unwrap()
+            .iter()
+            .all(|p| p["source"] == "cached"),
+        "{second}"
+    );
+    let text = corral.run(None, &["plugins"]);
+    assert!(
+        text.stdout.contains("grep 0.1.0") && text.stdout.contains("asks read: **"),
+        "{}",
+        text.stdout
+    );
+    assert!(
+        text.stdout.contains("error: plugin ") && text.stdout.contains("broken.wasm skipped"),
+        "{}",
+        text.stdout
+    );
+}
+
+/// Until the workspace grants anything, a plugin reaches nothing: every escape is refused.
+#[test]
+fn plugins_get_nothing_by_default() {
+    let corral = Corral::new().env("SECRET_TOKEN", "hunter2");
+    plugin_dir(&corral, &["misbehave"]);
+    std::os::unix::fs::symlink("/etc", corral.path("etc-link")).unwrap();
+    let server = ScriptedServer::start(vec![
+        Turn::tools(vec![tool_use("e", "escape", json!({"symlink": "etc-link/passwd", "env": "SECRET_TOKEN", "url": "http://127.0.0.1:9/x"}))]).into(),
+        Turn::text("contained").into(),
+    ]);
+    corral.run(Some(&server), &["run", "escape"]).assert_code(0);
+    server.assert_clean();
+    let got = results(&server.bodies()[1]);
+    let report: Value =
+        serde_json::from_str(&got[0].1).unwrap_or_else(|e| panic!("{e}: {}", got[0].1));
+    assert_eq!(report["all_refused"], true, "{report:#}");
+    assert!(
+        report["attempts"].as_array().unwrap().len() >= 4,
+        "{report:#}"
+    );
+}
