@@ -19,6 +19,8 @@
 //! - [`llm`]: the provider trait, one module per wire protocol, SSE framing, retries.
 //! - [`background`]: the background manager: tasks, their output, the notification queue.
 //! - [`tools`]: the tool trait, the registry, input checking, the built-in tools.
+//! - [`plugins`]: wasmtime: the engine, loading and caching, per-call stores, limits, grants.
+//! - [`policy`]: `corral.toml`: what the shell and each plugin may touch; deny by default.
 //! - [`process`]: spawning a command in its own process group, and bounded output.
 //! - [`workspace`]: the workspace root and the path rules of the built-in tools.
 //! - [`config`]: the agent's settings.
@@ -28,6 +30,7 @@ pub mod background;
 pub mod config;
 pub mod llm;
 pub mod plugins;
+pub mod policy;
 pub mod process;
 pub mod tools;
 pub mod workspace;

@@ -171,7 +171,7 @@ fn corrupt_plugins_are_skipped_and_the_cache_is_used() {
     );
     let text = corral.run(None, &["plugins"]);
     assert!(
-        text.stdout.contains("grep 0.1.0") && text.stdout.contains("asks read: **"),
+        text.stdout.contains("grep 0.1.0") && text.stdout.contains("asks read **: NOT granted"),
         "{}",
         text.stdout
     );

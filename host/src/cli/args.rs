@@ -19,8 +19,11 @@ pub enum Command {
     Run(RunArgs),
     /// An interactive session: one line, one turn; `/exit` to leave.
     Chat(AgentArgs),
-    /// List the plugins found: name, version, file, tools, capabilities asked for, load errors.
+    /// List the plugins found: name, version, file, tools, capabilities asked for (granted or
+    /// not), load errors.
     Plugins(PluginsArgs),
+    /// What corral.toml grants: `show` the rights of every plugin and the shell, `check` the file.
+    Policy(PolicyArgs),
 }
 
 /// Settings shared by every command that runs an agent.
@@ -29,15 +32,15 @@ pub struct AgentArgs {
     /// The workspace folder the agent works in.
     #[arg(long, short = 'w', default_value = ".")]
     pub workspace: PathBuf,
-    /// The model to use.
-    #[arg(long, env = "CORRAL_MODEL", default_value = corral::config::DEFAULT_MODEL)]
-    pub model: String,
-    /// Model calls allowed for one prompt.
-    #[arg(long, default_value_t = 50, value_parser = clap::value_parser!(u32).range(1..))]
-    pub max_turns: u32,
-    /// `max_tokens` of each model call.
-    #[arg(long, default_value_t = 8192)]
-    pub max_tokens: u32,
+    /// The model to use [default: claude-sonnet-4-5, or corral.toml's `agent.model`].
+    #[arg(long, env = "CORRAL_MODEL")]
+    pub model: Option<String>,
+    /// Model calls allowed for one prompt [default: 50].
+    #[arg(long, value_parser = clap::value_parser!(u32).range(1..))]
+    pub max_turns: Option<u32>,
+    /// `max_tokens` of each model call [default: 8192].
+    #[arg(long)]
+    pub max_tokens: Option<u32>,
     /// Retries of a model call that failed with 429, 529, 5xx or a lost connection.
     #[arg(long, env = "CORRAL_MAX_RETRIES", default_value_t = 4)]
     pub max_retries: u32,
@@ -70,6 +73,30 @@ pub struct PluginsArgs {
 }
 
 #[derive(Debug, Args)]
+pub struct PolicyArgs {
+    #[command(subcommand)]
+    pub command: PolicyCommand,
+    /// The workspace whose corral.toml is read.
+    #[arg(long, short = 'w', default_value = ".", global = true)]
+    pub workspace: PathBuf,
+    /// More plugin folders. Repeatable.
+    #[arg(long = "plugins", value_name = "DIR", global = true)]
+    pub plugin_dirs: Vec<PathBuf>,
+}
+
+#[derive(Debug, Subcommand)]
+pub enum PolicyCommand {
+    /// Per plugin: what it asks for, what is granted, the effective rights; the shell settings.
+    Show {
+        /// Print JSON instead of text.
+        #[arg(long)]
+        json: bool,
+    },
+    /// Validate the settings files and warn about grants nobody asked for.
+    Check,
+}
+
+#[derive(Debug, Args)]
 pub struct RunArgs {
     #[command(flatten)]
     pub agent: AgentArgs,
@@ -89,17 +116,22 @@ pub struct RunArgs {
 }
 
 impl AgentArgs {
-    pub fn config(&self) -> AgentConfig {
-        AgentConfig {
-            model: self.model.clone(),
-            max_turns: self.max_turns,
-            max_tokens: self.max_tokens,
-            retry: corral::llm::RetryPolicy {
-                max_retries: self.max_retries,
-                ..Default::default()
-            },
-            ..AgentConfig::default()
+    /// The agent's settings: the defaults, then the settings files, then the environment and
+    /// these flags.
+    pub fn config(&self, policy: &corral::policy::Policy) -> AgentConfig {
+        let mut config = AgentConfig::default();
+        policy.apply_to(&mut config);
+        if let Some(model) = &self.model {
+            config.model = model.clone();
         }
+        if let Some(n) = self.max_turns {
+            config.max_turns = n;
+        }
+        if let Some(n) = self.max_tokens {
+            config.max_tokens = n;
+        }
+        config.retry.max_retries = self.max_retries;
+        config
     }
 
     pub fn session(&self) -> SessionChoice {

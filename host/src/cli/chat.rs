@@ -16,10 +16,14 @@ pub async fn chat(args: AgentArgs) -> anyhow::Result<ExitCode> {
         Ok(p) => p,
         Err(e) => return Ok(super::fail(&e.into())),
     };
-    let mut config = args.config();
+    let (workspace, policy) = match super::plugins::open(&args.workspace) {
+        Ok(opened) => opened,
+        Err(code) => return Ok(code),
+    };
+    let mut config = args.config(&policy);
     config.wait_for_background = false;
-    let mut builder = Agent::builder(&args.workspace);
-    for tool in super::plugins::tools(&args.workspace, &args.plugin_dirs, Mode::Streaming) {
+    let mut builder = Agent::builder(workspace.root());
+    for tool in super::plugins::tools(&workspace, &policy, &args.plugin_dirs, Mode::Streaming) {
         builder = builder.tool(tool);
     }
     let built = builder

@@ -3,6 +3,7 @@
 mod args;
 mod chat;
 mod plugins;
+mod policy;
 mod render;
 mod run;
 mod signals;
@@ -34,6 +35,7 @@ pub async fn run(cli: Cli) -> anyhow::Result<ExitCode> {
         Command::Run(args) => run::run(args).await,
         Command::Chat(args) => chat::chat(args).await,
         Command::Plugins(args) => plugins::list(args),
+        Command::Policy(args) => policy::policy(args),
     }
 }
 

@@ -1,12 +1,14 @@
-//! Loading plugins for a command, and `corral plugins`.
+//! Loading plugins under the workspace policy, and `corral plugins`.
 
 use std::path::{Path, PathBuf};
 use std::process::ExitCode;
 use std::sync::Arc;
 
 use corral::Event;
-use corral::plugins::{self, Grants, Limits, PluginSet, PluginTool, Runtime};
+use corral::plugins::{self, LoadedPlugin, PluginSet, PluginTool, Runtime};
+use corral::policy::{self, Policy, Rights};
 use corral::tools::Tool;
+use corral::workspace::Workspace;
 
 use super::args::PluginsArgs;
 use super::render::{self, Mode};
@@ -22,22 +24,29 @@ const BUILT_IN: &[&str] = &[
     "kill_background",
 ];
 
-/// The plugin folders: the workspace's, the user's, then `--plugins` ones.
-fn dirs(workspace: &Path, extra: &[PathBuf]) -> Vec<PathBuf> {
-    let mut dirs = vec![workspace.join(".corral").join("plugins")];
+/// The plugin folders, in order: the workspace's, the user's, the settings files', `--plugins`.
+fn dirs(workspace: &Workspace, policy: &Policy, extra: &[PathBuf]) -> Vec<PathBuf> {
+    let mut dirs = vec![workspace.state_dir().join("plugins")];
     if let Some(config) = dirs::config_dir() {
         dirs.push(config.join("corral").join("plugins"));
     }
+    dirs.extend(policy.plugin_dirs.iter().cloned());
     dirs.extend(extra.iter().cloned());
     dirs
 }
 
-fn load(workspace: &Path, extra: &[PathBuf], mode: Mode) -> PluginSet {
+/// The plugins that load, minus those the policy disables (named in the second list).
+pub fn load(
+    workspace: &Workspace,
+    policy: &Policy,
+    extra: &[PathBuf],
+    mode: Mode,
+) -> (PluginSet, Vec<LoadedPlugin>) {
     let runtime = match Runtime::new() {
         Ok(runtime) => runtime,
         Err(error) => {
             eprintln!("corral: the plugin runtime could not start: {error}");
-            return PluginSet::default();
+            return (PluginSet::default(), Vec::new());
         }
     };
     let taken: Vec<String> = BUILT_IN.iter().map(|s| s.to_string()).collect();
@@ -51,44 +60,98 @@ fn load(workspace: &Path, extra: &[PathBuf], mode: Mode) -> PluginSet {
             },
         )
     });
-    plugins::load_dirs(
+    let cache = plugins::default_cache_dir();
+    let mut set = plugins::load_dirs(
         &runtime,
-        &dirs(workspace, extra),
-        plugins::default_cache_dir().as_deref(),
+        &dirs(workspace, policy, extra),
+        cache.as_deref(),
         &taken,
         log,
+    );
+    let (disabled, kept) = set
+        .plugins
+        .drain(..)
+        .partition(|p| policy.disabled.contains(&p.manifest.name));
+    set.plugins = kept;
+    (set, disabled)
+}
+
+/// The rights of a loaded plugin under `policy`.
+pub fn rights_of(plugin: &LoadedPlugin, policy: &Policy) -> Rights {
+    policy::rights(
+        &plugin.manifest.name,
+        &plugin.manifest.capabilities,
+        &policy.plugin(&plugin.manifest.name),
     )
 }
 
-/// The tools of every plugin that loads; a line on stderr for each that does not. Until the
-/// workspace policy grants anything, plugins get nothing beyond their own memory.
-pub fn tools(workspace: &Path, extra: &[PathBuf], mode: Mode) -> Vec<Arc<dyn Tool>> {
-    let set = load(workspace, extra, mode);
+/// The tools of every plugin that loads, each with what the workspace grants it; a line on
+/// stderr for each plugin that does not load.
+pub fn tools(
+    workspace: &Workspace,
+    policy: &Policy,
+    extra: &[PathBuf],
+    mode: Mode,
+) -> Vec<Arc<dyn Tool>> {
+    let (set, _disabled) = load(workspace, policy, extra, mode);
     for error in &set.errors {
         eprintln!("corral: {error}");
     }
-    set.plugins
-        .iter()
-        .flat_map(|p| PluginTool::for_plugin(p, Grants::default(), Limits::default()))
-        .collect()
+    let mut tools = Vec::new();
+    for plugin in &set.plugins {
+        let plugin_policy = policy.plugin(&plugin.manifest.name);
+        let rights = rights_of(plugin, policy);
+        match policy::grants(workspace, &rights, &plugin_policy) {
+            Ok(grants) => {
+                tools.extend(PluginTool::for_plugin(plugin, grants, plugin_policy.limits))
+            }
+            Err(error) => eprintln!(
+                "corral: plugin {} skipped: its grants could not be prepared: {error}",
+                plugin.manifest.name
+            ),
+        }
+    }
+    tools
+}
+
+/// Opens the workspace and reads its policy; a problem is printed and becomes exit code 2.
+pub fn open(workspace: &Path) -> Result<(Workspace, Policy), ExitCode> {
+    let ws = Workspace::open(workspace).map_err(|e| {
+        eprintln!("corral: workspace {}: {e}", workspace.display());
+        ExitCode::from(super::EXIT_USAGE)
+    })?;
+    let policy = Policy::load(&ws, policy::user_file().as_deref()).map_err(|e| {
+        eprintln!("corral: {e}");
+        ExitCode::from(super::EXIT_USAGE)
+    })?;
+    Ok((ws, policy))
 }
 
 /// `corral plugins`.
 pub fn list(args: PluginsArgs) -> anyhow::Result<ExitCode> {
-    let set = load(&args.workspace, &args.plugin_dirs, Mode::Lines);
+    let (workspace, policy) = match open(&args.workspace) {
+        Ok(opened) => opened,
+        Err(code) => return Ok(code),
+    };
+    let (set, disabled) = load(&workspace, &policy, &args.plugin_dirs, Mode::Lines);
     if args.json {
         let plugins: Vec<_> = set
             .plugins
             .iter()
-            .map(|p| serde_json::json!({"manifest": &*p.manifest, "file": p.file, "source": p.source}))
+            .map(|p| {
+                serde_json::json!({
+                    "manifest": &*p.manifest, "file": p.file, "source": p.source, "rights": rights_of(p, &policy)
+                })
+            })
             .collect();
+        let disabled: Vec<&str> = disabled.iter().map(|p| p.manifest.name.as_str()).collect();
         println!(
             "{}",
-            serde_json::json!({"plugins": plugins, "errors": set.errors})
+            serde_json::json!({"plugins": plugins, "disabled": disabled, "errors": set.errors})
         );
         return Ok(ExitCode::SUCCESS);
     }
-    if set.plugins.is_empty() && set.errors.is_empty() {
+    if set.plugins.is_empty() && set.errors.is_empty() && disabled.is_empty() {
         println!("no plugins found");
     }
     for p in &set.plugins {
@@ -102,6 +165,7 @@ pub fn list(args: PluginsArgs) -> anyhow::Result<ExitCode> {
         );
         let tools: Vec<&str> = m.tools.iter().map(|t| t.name.as_str()).collect();
         println!("  tools: {}", tools.join(", "));
+        let rights = rights_of(p, &policy);
         let c = &m.capabilities;
         for (kind, list) in [
             ("read", &c.read),
@@ -109,10 +173,23 @@ pub fn list(args: PluginsArgs) -> anyhow::Result<ExitCode> {
             ("network", &c.network),
             ("env", &c.env),
         ] {
-            if !list.is_empty() {
-                println!("  asks {kind}: {} (not granted)", list.join(", "));
+            for request in list {
+                let granted = !rights
+                    .asked_not_granted
+                    .contains(&format!("{kind} {request}"));
+                let mark = if granted { "granted" } else { "NOT granted" };
+                println!("  asks {kind} {request}: {mark}");
             }
         }
+    }
+    for p in &disabled {
+        println!(
+            "{} {} ({}) - disabled in {}",
+            p.manifest.name,
+            p.manifest.version,
+            p.file.display(),
+            policy::WORKSPACE_FILE
+        );
     }
     for error in &set.errors {
         println!("error: {error}");

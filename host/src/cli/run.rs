@@ -13,11 +13,15 @@ pub async fn run(args: RunArgs) -> anyhow::Result<ExitCode> {
         Ok(p) => p,
         Err(e) => return Ok(super::fail(&e.into())),
     };
-    let mut config = args.agent.config();
+    let (workspace, policy) = match super::plugins::open(&args.agent.workspace) {
+        Ok(opened) => opened,
+        Err(code) => return Ok(code),
+    };
+    let mut config = args.agent.config(&policy);
     config.wait_for_background = !args.no_wait;
     config.wait_timeout = std::time::Duration::from_secs(args.wait_timeout);
-    let mut builder = Agent::builder(&args.agent.workspace);
-    for tool in super::plugins::tools(&args.agent.workspace, &args.agent.plugin_dirs, mode) {
+    let mut builder = Agent::builder(workspace.root());
+    for tool in super::plugins::tools(&workspace, &policy, &args.agent.plugin_dirs, mode) {
         builder = builder.tool(tool);
     }
     let built = builder

@@ -56,7 +56,7 @@ pub struct ToolInfo {
 }
 
 /// What a plugin asks to reach.
-#[derive(Debug, Clone, Default, PartialEq, Eq, Serialize)]
+#[derive(Debug, Clone, Default, PartialEq, Eq, Serialize, serde::Deserialize)]
 pub struct Capabilities {
     pub read: Vec<String>,
     pub write: Vec<String>,

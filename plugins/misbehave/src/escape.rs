@@ -36,6 +36,10 @@ pub struct EscapeArgs {
     /// A URL on a host that is not granted, e.g. `http://127.0.0.1:8080/`.
     #[serde(default)]
     pub url: Option<String>,
+    /// With `url`: a `Host` header naming a granted host, to try the Host-header trick (the
+    /// host must judge the destination by the URL alone).
+    #[serde(default)]
+    pub host_header: Option<String>,
     /// A `host:port` to open a TCP connection to.
     #[serde(default)]
     pub tcp: Option<String>,
@@ -96,7 +100,7 @@ impl Tool for Escape {
             });
         }
         if let Some(url) = &args.url {
-            attempts.push(http_get(url));
+            attempts.push(http_get(url, args.host_header.as_deref()));
         }
         if let Some(addr) = &args.tcp {
             attempts.push(match std::net::TcpStream::connect(addr.as_str()) {
@@ -192,8 +196,11 @@ fn code_name(code: &wasip2::http::types::ErrorCode) -> String {
         .to_string()
 }
 
-fn http_get(url: &str) -> Attempt {
-    let attempt = format!("http GET {url}");
+fn http_get(url: &str, host_header: Option<&str>) -> Attempt {
+    let attempt = match host_header {
+        Some(host) => format!("http GET {url} with Host: {host}"),
+        None => format!("http GET {url}"),
+    };
     let (scheme, rest) = match url.split_once("://") {
         Some(("https", rest)) => (Scheme::Https, rest),
         Some((_, rest)) => (Scheme::Http, rest),
@@ -203,7 +210,13 @@ fn http_get(url: &str) -> Attempt {
         Some(i) => rest.split_at(i),
         None => (rest, "/"),
     };
-    let request = OutgoingRequest::new(Fields::new());
+    let headers = Fields::new();
+    if let Some(host) = host_header
+        && let Err(e) = headers.append("host", host.as_bytes())
+    {
+        return refused(attempt, format!("the Host header was refused: {e:?}"));
+    }
+    let request = OutgoingRequest::new(headers);
     let ok = request.set_method(&Method::Get).is_ok()
         && request.set_scheme(Some(&scheme)).is_ok()
         && request.set_authority(Some(authority)).is_ok()
