@@ -1,14 +1,20 @@
 //! Test support for corral's end-to-end tests, built once and shared by every suite:
 //!
-//! - [`server`]: a scripted Anthropic Messages server on `127.0.0.1:0` (real HTTP, JSON and SSE)
-//!   that answers from a script, records every request, and checks each against the API's rules.
-//! - [`rules`]: those rules, written against the raw JSON independently of corral's own code.
+//! - [`scripted`]: what every scripted model server shares: real HTTP on `127.0.0.1:0` (JSON and
+//!   SSE), a script of replies, a record of every request, a refusal for every broken rule.
+//! - [`server`]: the Anthropic Messages protocol of it; [`rules`]: that API's rules, written
+//!   against the raw JSON independently of corral's own code.
+//! - [`openai_server`]: the OpenAI Chat Completions protocol of it; [`openai_rules`]: its rules.
 //! - [`cli`]: runs the real `corral` binary in a temp workspace against a server.
 
 #![allow(clippy::unwrap_used, clippy::expect_used)] // test support: a failed setup is a failed test
 pub mod cli;
+pub mod openai_rules;
+pub mod openai_server;
 pub mod rules;
+pub mod scripted;
 pub mod server;
 
 pub use cli::{Corral, RunOutput};
+pub use openai_server::{Completion, OpenAiServer};
 pub use server::{Reply, ScriptedServer, Turn, tool_use};

@@ -3,20 +3,17 @@
 //! Each `POST /v1/messages` takes the next [`Reply`] of the script. A request that breaks the
 //! API's rules ([`crate::rules`]) is recorded as a violation and refused with a 400, as the real
 //! API would; so is a request past the end of the script. Tests end with
-//! [`ScriptedServer::assert_clean`].
+//! [`ScriptedServer::assert_clean`]. The serving, recording and refusing are
+//! [`crate::scripted`]'s; this file is what is Anthropic's: headers, rules, answers and events.
 
-use std::collections::VecDeque;
-use std::net::SocketAddr;
-use std::sync::{Arc, Mutex};
-use std::time::{Duration, Instant};
-
-use axum::body::Body;
-use axum::extract::State;
-use axum::http::{HeaderMap, StatusCode};
+use axum::http::HeaderMap;
 use axum::response::Response;
-use axum::routing::post;
-use bytes::Bytes;
 use serde_json::{Value, json};
+
+pub use crate::scripted::Recorded;
+use crate::scripted::{
+    Protocol, Scripted, error_response, json_response, random_hex, sse_response, wants_stream,
+};
 
 /// One answer of the model: content blocks and a stop reason.
 #[derive(Debug, Clone)]
@@ -96,201 +93,66 @@ impl From<Turn> for Reply {
     }
 }
 
-/// A request as the server received it.
-#[derive(Debug, Clone)]
-pub struct Recorded {
-    pub body: Value,
-    pub headers: HeaderMap,
-    /// When it arrived, counted from the server's start.
-    pub at: Duration,
-}
+/// The Anthropic Messages API, as the scripted server speaks it.
+pub struct Anthropic;
 
-struct Shared {
-    script: Mutex<VecDeque<Reply>>,
-    requests: Mutex<Vec<Recorded>>,
-    violations: Mutex<Vec<String>>,
-    started: Instant,
-}
+/// A scripted Anthropic Messages server; [`ScriptedServer::url`] is its `ANTHROPIC_BASE_URL`.
+pub type ScriptedServer = Scripted<Anthropic>;
 
-/// The running server. Stops when dropped.
-pub struct ScriptedServer {
-    pub addr: SocketAddr,
-    shared: Arc<Shared>,
-    shutdown: Option<tokio::sync::oneshot::Sender<()>>,
-    thread: Option<std::thread::JoinHandle<()>>,
-}
+impl Protocol for Anthropic {
+    type Reply = Reply;
+    const BASE: &'static str = "";
+    const ENDPOINT: &'static str = "/v1/messages";
 
-impl ScriptedServer {
-    /// Starts a server that answers with `script`, in order.
-    pub fn start(script: Vec<Reply>) -> Self {
-        let shared = Arc::new(Shared {
-            script: Mutex::new(script.into()),
-            requests: Mutex::new(Vec::new()),
-            violations: Mutex::new(Vec::new()),
-            started: Instant::now(),
-        });
-        let listener = std::net::TcpListener::bind("127.0.0.1:0").expect("bind 127.0.0.1:0");
-        listener.set_nonblocking(true).expect("nonblocking");
-        let addr = listener.local_addr().expect("local addr");
-        let (shutdown, stop) = tokio::sync::oneshot::channel::<()>();
-        let state = shared.clone();
-        let thread = std::thread::spawn(move || {
-            let runtime = tokio::runtime::Builder::new_current_thread()
-                .enable_all()
-                .build()
-                .expect("runtime");
-            runtime.block_on(async move {
-                let listener = tokio::net::TcpListener::from_std(listener).expect("listener");
-                let app = axum::Router::new()
-                    .route("/v1/messages", post(handle))
-                    .with_state(state);
-                let _ = axum::serve(listener, app)
-                    .with_graceful_shutdown(async {
-                        let _ = stop.await;
-                    })
-                    .await;
-            });
-        });
-        Self {
-            addr,
-            shared,
-            shutdown: Some(shutdown),
-            thread: Some(thread),
+    fn violations(headers: &HeaderMap, body: &Value) -> Vec<String> {
+        let mut out = Vec::new();
+        if headers.get("x-api-key").is_none() {
+            out.push("no x-api-key header".to_string());
         }
-    }
-
-    /// The base URL to give corral as `ANTHROPIC_BASE_URL`.
-    pub fn url(&self) -> String {
-        format!("http://{}", self.addr)
-    }
-
-    /// Every request received so far.
-    pub fn requests(&self) -> Vec<Recorded> {
-        self.shared.requests.lock().expect("lock").clone()
-    }
-
-    /// The bodies of every request received so far.
-    pub fn bodies(&self) -> Vec<Value> {
-        self.requests().into_iter().map(|r| r.body).collect()
-    }
-
-    /// Rule violations seen so far.
-    pub fn violations(&self) -> Vec<String> {
-        self.shared.violations.lock().expect("lock").clone()
-    }
-
-    /// Replies not yet used.
-    pub fn remaining(&self) -> usize {
-        self.shared.script.lock().expect("lock").len()
-    }
-
-    /// Fails the test if any request broke the API's rules or the script was not used up.
-    pub fn assert_clean(&self) {
-        let violations = self.violations();
-        assert!(
-            violations.is_empty(),
-            "requests broke the API's rules:\n{}",
-            violations.join("\n")
-        );
-        assert_eq!(self.remaining(), 0, "the script was not used up");
-    }
-}
-
-impl Drop for ScriptedServer {
-    fn drop(&mut self) {
-        if let Some(tx) = self.shutdown.take() {
-            let _ = tx.send(());
+        if headers
+            .get("anthropic-version")
+            .and_then(|v| v.to_str().ok())
+            != Some("2023-06-01")
+        {
+            out.push("anthropic-version is not 2023-06-01".to_string());
         }
-        if let Some(thread) = self.thread.take() {
-            let _ = thread.join();
-        }
+        out.extend(crate::rules::violations(body));
+        out
     }
-}
 
-async fn handle(State(shared): State<Arc<Shared>>, headers: HeaderMap, body: Bytes) -> Response {
-    let at = shared.started.elapsed();
-    let body: Value = match serde_json::from_slice(&body) {
-        Ok(v) => v,
-        Err(e) => return refuse(&shared, format!("the body is not JSON: {e}")),
-    };
-    shared.requests.lock().expect("lock").push(Recorded {
-        body: body.clone(),
-        headers: headers.clone(),
-        at,
-    });
-    if headers.get("x-api-key").is_none() {
-        return refuse(&shared, "no x-api-key header".into());
+    fn error_body(kind: &str, message: &str) -> Value {
+        json!({"type": "error", "error": {"type": kind, "message": message}})
     }
-    if headers
-        .get("anthropic-version")
-        .and_then(|v| v.to_str().ok())
-        != Some("2023-06-01")
-    {
-        return refuse(&shared, "anthropic-version is not 2023-06-01".into());
-    }
-    let broken = crate::rules::violations(&body);
-    if !broken.is_empty() {
-        return refuse(&shared, broken.join("; "));
-    }
-    let next = shared.script.lock().expect("lock").pop_front();
-    let Some(mut reply) = next else {
-        return refuse(&shared, "a request past the end of the script".into());
-    };
-    while let Reply::Dynamic(f) = reply {
-        reply = f(&body);
-    }
-    let stream = body.get("stream") == Some(&Value::Bool(true));
-    match reply {
-        Reply::Turn(turn) if stream => sse_response(sse_events(&turn), None),
-        Reply::Turn(turn) => json_response(&turn),
-        Reply::CutStream { turn, events } => {
-            let all = sse_events(&turn);
-            sse_response(all.into_iter().take(events).collect(), Some(()))
-        }
-        Reply::Error {
-            status,
-            kind,
-            message,
-            retry_after,
-        } => {
-            let mut response = Response::builder()
-                .status(StatusCode::from_u16(status).unwrap_or(StatusCode::INTERNAL_SERVER_ERROR))
-                .header("content-type", "application/json");
-            if let Some(after) = retry_after {
-                response = response.header("retry-after", after);
+
+    fn respond(reply: Reply, body: &Value) -> Response {
+        match reply {
+            Reply::Turn(turn) if wants_stream(body) => sse_response(sse_frames(&turn), false),
+            Reply::Turn(turn) => json_response(&message_json(&turn)),
+            Reply::CutStream { turn, events } => {
+                sse_response(sse_frames(&turn).into_iter().take(events).collect(), true)
             }
-            let body = json!({"type": "error", "error": {"type": kind, "message": message}});
-            response
-                .body(Body::from(body.to_string()))
-                .expect("response")
+            Reply::Error {
+                status,
+                kind,
+                message,
+                retry_after,
+            } => error_response(
+                status,
+                retry_after.as_deref(),
+                &Self::error_body(&kind, &message),
+            ),
+            Reply::Dynamic(f) => Self::respond(f(body), body),
         }
-        Reply::Dynamic(_) => unreachable!("resolved above"),
     }
-}
-
-fn refuse(shared: &Shared, why: String) -> Response {
-    shared.violations.lock().expect("lock").push(why.clone());
-    let body = json!({"type": "error", "error": {"type": "invalid_request_error", "message": why}});
-    Response::builder()
-        .status(StatusCode::BAD_REQUEST)
-        .header("content-type", "application/json")
-        .body(Body::from(body.to_string()))
-        .expect("response")
 }
 
 fn message_id() -> String {
-    format!("msg_{:016x}", rand_u64())
+    format!("msg_{}", random_hex())
 }
 
-fn rand_u64() -> u64 {
-    use std::hash::{BuildHasher, Hasher};
-    let mut h = std::collections::hash_map::RandomState::new().build_hasher();
-    h.write_u64(Instant::now().elapsed().as_nanos() as u64);
-    h.finish()
-}
-
-fn json_response(turn: &Turn) -> Response {
-    let body = json!({
+/// A whole (non-streamed) Messages answer.
+fn message_json(turn: &Turn) -> Value {
+    json!({
         "id": message_id(),
         "type": "message",
         "role": "assistant",
@@ -299,11 +161,14 @@ fn json_response(turn: &Turn) -> Response {
         "stop_reason": turn.stop_reason,
         "stop_sequence": null,
         "usage": {"input_tokens": 10, "output_tokens": 5}
-    });
-    Response::builder()
-        .header("content-type", "application/json")
-        .body(Body::from(body.to_string()))
-        .expect("response")
+    })
+}
+
+fn sse_frames(turn: &Turn) -> Vec<String> {
+    sse_events(turn)
+        .into_iter()
+        .map(|(name, data)| format!("event: {name}\ndata: {data}\n\n"))
+        .collect()
 }
 
 /// The SSE events of a turn, as the real API sends them: text in two deltas, tool input JSON
@@ -349,28 +214,4 @@ pub fn sse_events(turn: &Turn) -> Vec<(String, Value)> {
     events.push(("message_delta".into(), json!({"type": "message_delta", "delta": {"stop_reason": turn.stop_reason, "stop_sequence": null}, "usage": {"output_tokens": 5}})));
     events.push(("message_stop".into(), json!({"type": "message_stop"})));
     events
-}
-
-fn sse_response(events: Vec<(String, Value)>, cut: Option<()>) -> Response {
-    use futures_util::StreamExt;
-    let chunks: Vec<Result<Bytes, std::io::Error>> = events
-        .into_iter()
-        .map(|(name, data)| Ok(Bytes::from(format!("event: {name}\ndata: {data}\n\n"))))
-        .collect();
-    let body = futures_util::stream::iter(chunks);
-    let body = if cut.is_some() {
-        // Let the head and the events reach the client, then kill the connection.
-        body.chain(futures_util::stream::once(async {
-            tokio::time::sleep(Duration::from_millis(100)).await;
-            Err(std::io::Error::other("connection cut by the script"))
-        }))
-        .boxed()
-    } else {
-        body.boxed()
-    };
-    Response::builder()
-        .header("content-type", "text/event-stream")
-        .header("cache-control", "no-cache")
-        .body(Body::from_stream(body))
-        .expect("response")
 }

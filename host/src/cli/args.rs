@@ -2,7 +2,7 @@
 
 use std::path::PathBuf;
 
-use clap::{Args, Parser, Subcommand};
+use clap::{Args, Parser, Subcommand, ValueEnum};
 use corral::{AgentConfig, SessionChoice};
 
 /// corral: an LLM agent that keeps thinking while slow work runs, with WebAssembly tool plugins.
@@ -32,6 +32,12 @@ pub struct AgentArgs {
     /// The workspace folder the agent works in.
     #[arg(long, short = 'w', default_value = ".")]
     pub workspace: PathBuf,
+    /// The wire protocol: the Anthropic Messages API (ANTHROPIC_API_KEY, ANTHROPIC_BASE_URL) or
+    /// OpenAI Chat Completions, which local servers speak too (OPENAI_API_KEY, OPENAI_BASE_URL;
+    /// a local server needs no key). The default model is an Anthropic one: with openai, give
+    /// --model.
+    #[arg(long, env = "CORRAL_PROVIDER", value_enum, default_value_t = ProviderKind::Anthropic)]
+    pub provider: ProviderKind,
     /// The model to use [default: claude-sonnet-4-5, or corral.toml's `agent.model`].
     #[arg(long, env = "CORRAL_MODEL")]
     pub model: Option<String>,
@@ -57,6 +63,16 @@ pub struct AgentArgs {
     /// Continue the session with this id.
     #[arg(long, value_name = "ID")]
     pub resume: Option<String>,
+}
+
+/// The providers `--provider` chooses from.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, ValueEnum)]
+pub enum ProviderKind {
+    /// The Anthropic Messages API.
+    Anthropic,
+    /// OpenAI Chat Completions, as OpenAI, llama-server, vLLM, Ollama and others speak it.
+    #[value(name = "openai")]
+    OpenAi,
 }
 
 #[derive(Debug, Args)]
@@ -142,12 +158,22 @@ impl AgentArgs {
         }
     }
 
-    /// The Anthropic provider from the environment and these flags.
+    /// The provider `--provider` names, configured from the environment and these flags.
     pub fn provider(
         &self,
     ) -> Result<std::sync::Arc<dyn corral::llm::Provider>, corral::llm::LlmError> {
-        let mut config = corral::llm::AnthropicConfig::from_env();
-        config.stream = !self.no_stream;
-        Ok(std::sync::Arc::new(corral::llm::Anthropic::new(config)?))
+        use corral::llm::{Anthropic, AnthropicConfig, OpenAi, OpenAiConfig};
+        Ok(match self.provider {
+            ProviderKind::Anthropic => {
+                let mut config = AnthropicConfig::from_env();
+                config.stream = !self.no_stream;
+                std::sync::Arc::new(Anthropic::new(config)?)
+            }
+            ProviderKind::OpenAi => {
+                let mut config = OpenAiConfig::from_env();
+                config.stream = !self.no_stream;
+                std::sync::Arc::new(OpenAi::new(config)?)
+            }
+        })
     }
 }

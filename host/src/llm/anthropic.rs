@@ -2,13 +2,11 @@
 
 use std::time::Duration;
 
-use futures_util::StreamExt;
 use serde_json::{Value, json};
 
-use super::sse::SseParser;
+use super::http::{Endpoint, emit_whole_text};
 use super::{
     BoxFuture, ContentBlock, LlmError, Provider, Request, Response, StopReason, TextSink, Usage,
-    parse_retry_after,
 };
 
 const PROVIDER: &str = "anthropic";
@@ -49,20 +47,15 @@ impl AnthropicConfig {
 #[derive(Debug, Clone)]
 pub struct Anthropic {
     config: AnthropicConfig,
-    url: String,
-    http: reqwest::Client,
+    endpoint: Endpoint,
 }
 
 impl Anthropic {
     /// Builds the provider; fails only when the HTTP client cannot be built.
     pub fn new(config: AnthropicConfig) -> Result<Self, LlmError> {
-        let http = reqwest::Client::builder()
-            .connect_timeout(Duration::from_secs(30))
-            .read_timeout(config.read_timeout)
-            .build()
-            .map_err(|e| LlmError::Config(format!("cannot build the HTTP client: {e}")))?;
         let url = format!("{}/v1/messages", config.base_url.trim_end_matches('/'));
-        Ok(Self { config, url, http })
+        let endpoint = Endpoint::new(PROVIDER, url, config.read_timeout)?;
+        Ok(Self { config, endpoint })
     }
 
     async fn send_once(
@@ -78,50 +71,18 @@ impl Anthropic {
             ));
         }
         let body = request_body(request, self.config.stream);
-        let response = self
-            .http
-            .post(&self.url)
-            .header("x-api-key", &self.config.api_key)
-            .header("anthropic-version", API_VERSION)
-            .header("content-type", "application/json")
-            .json(&body)
-            .send()
-            .await
-            .map_err(|e| self.transport(e))?;
-
-        let status = response.status();
-        if !status.is_success() {
-            let retry_after = response
-                .headers()
-                .get("retry-after")
-                .and_then(|v| v.to_str().ok())
-                .and_then(parse_retry_after);
-            let text = response.text().await.unwrap_or_default();
-            return Err(api_error(status.as_u16(), &text, retry_after));
-        }
+        let headers = [
+            ("x-api-key", self.config.api_key.as_str()),
+            ("anthropic-version", API_VERSION),
+        ];
+        let response = self.endpoint.post(&headers, &body).await?;
         if self.config.stream {
-            read_stream(response, on_text).await
+            read_stream(&self.endpoint, response, on_text).await
         } else {
-            let text = response.text().await.map_err(|e| self.transport(e))?;
-            let value: Value = serde_json::from_str(&text).map_err(|e| protocol(e.to_string()))?;
+            let value = self.endpoint.read_json(response).await?;
             let parsed = parse_message(&value)?;
-            let whole = super::Message {
-                role: super::Role::Assistant,
-                content: parsed.content.clone(),
-            }
-            .text();
-            if !whole.is_empty() {
-                on_text(&whole);
-            }
+            emit_whole_text(&parsed.content, on_text);
             Ok(parsed)
-        }
-    }
-
-    fn transport(&self, error: reqwest::Error) -> LlmError {
-        LlmError::Transport {
-            provider: PROVIDER,
-            url: self.url.clone(),
-            message: error_chain(&error),
         }
     }
 }
@@ -179,47 +140,6 @@ fn protocol(message: impl Into<String>) -> LlmError {
     LlmError::Protocol {
         provider: PROVIDER,
         message: message.into(),
-    }
-}
-
-fn error_chain(error: &dyn std::error::Error) -> String {
-    let mut text = error.to_string();
-    let mut source = error.source();
-    while let Some(inner) = source {
-        text.push_str(": ");
-        text.push_str(&inner.to_string());
-        source = inner.source();
-    }
-    text
-}
-
-/// Turns an error answer into [`LlmError::Api`], keeping the API's own message.
-fn api_error(status: u16, body: &str, retry_after: Option<Duration>) -> LlmError {
-    let parsed: Option<Value> = serde_json::from_str(body).ok();
-    let error = parsed.as_ref().and_then(|v| v.get("error"));
-    let kind = error
-        .and_then(|e| e.get("type"))
-        .and_then(Value::as_str)
-        .unwrap_or("http_error")
-        .to_string();
-    let message = error
-        .and_then(|e| e.get("message"))
-        .and_then(Value::as_str)
-        .map(str::to_string)
-        .unwrap_or_else(|| {
-            let trimmed = body.trim();
-            if trimmed.is_empty() {
-                format!("HTTP {status} with an empty body")
-            } else {
-                trimmed.chars().take(500).collect()
-            }
-        });
-    LlmError::Api {
-        provider: PROVIDER,
-        status,
-        kind,
-        message,
-        retry_after,
     }
 }
 
@@ -295,24 +215,17 @@ enum Partial {
 
 /// Reads a streamed answer to its `message_stop`, or fails.
 async fn read_stream(
+    endpoint: &Endpoint,
     response: reqwest::Response,
     on_text: TextSink<'_>,
 ) -> Result<Response, LlmError> {
-    let mut parser = SseParser::new();
     let mut assembler = StreamAssembler::default();
-    let mut body = response.bytes_stream();
-    while let Some(chunk) = body.next().await {
-        let chunk = chunk.map_err(|e| LlmError::StreamIncomplete {
-            provider: PROVIDER,
-            message: error_chain(&e),
-        })?;
-        for event in parser.push(&chunk) {
-            if let Some(done) = assembler.apply(&event.event, &event.data, on_text)? {
-                return Ok(done);
-            }
-        }
-    }
-    Err(LlmError::StreamIncomplete {
+    let done = endpoint
+        .read_events(response, |event| {
+            assembler.apply(&event.event, &event.data, on_text)
+        })
+        .await?;
+    done.ok_or_else(|| LlmError::StreamIncomplete {
         provider: PROVIDER,
         message: if assembler.started {
             "the connection closed before `message_stop`".into()
@@ -566,19 +479,5 @@ mod tests {
         .expect_err("error event");
         assert!(err.is_retryable());
         assert!(err.to_string().contains("Overloaded"), "{err}");
-    }
-
-    #[test]
-    fn api_error_keeps_the_apis_message() {
-        let err = api_error(
-            401,
-            r#"{"type":"error","error":{"type":"authentication_error","message":"invalid x-api-key"}}"#,
-            None,
-        );
-        assert!(!err.is_retryable());
-        assert_eq!(
-            err.to_string(),
-            "anthropic API error 401 (authentication_error): invalid x-api-key"
-        );
     }
 }

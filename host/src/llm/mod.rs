@@ -1,4 +1,5 @@
-//! Talking to models: the provider-neutral conversation types, one file per wire protocol, SSE
+//! Talking to models: the provider-neutral conversation types, one file per wire protocol
+//! ([`Anthropic`] Messages, [`OpenAi`] Chat Completions), the HTTP plumbing they share, SSE
 //! framing, and retries.
 //!
 //! A [`Provider`] makes one attempt at one model call; [`call`] wraps it with the retry policy.
@@ -7,6 +8,8 @@
 
 mod anthropic;
 mod error;
+mod http;
+mod openai;
 mod retry;
 pub mod sse;
 mod types;
@@ -17,6 +20,7 @@ use std::time::Duration;
 
 pub use anthropic::{Anthropic, AnthropicConfig};
 pub use error::LlmError;
+pub use openai::{OpenAi, OpenAiConfig};
 pub use retry::{RetryPolicy, parse_retry_after};
 pub use types::{
     ContentBlock, Message, Request, Response, Role, StopReason, ToolSpec, ToolUse, Usage,
