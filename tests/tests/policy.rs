@@ -405,3 +405,46 @@ fn user_defaults_sit_under_the_workspace_file() {
         out.stderr
     );
 }
+
+/// `[agent] provider` and `base_url` choose the provider and its endpoint; the environment's
+/// base URL wins over the file's.
+#[test]
+fn the_file_chooses_the_provider_and_endpoint() {
+    use corral_tests::{Completion, OpenAiServer};
+    let server = OpenAiServer::start(vec![Completion::text("from openai").into()]);
+    let corral = Corral::new();
+    corral.write(
+        "corral.toml",
+        &format!(
+            "[agent]\nprovider = \"openai\"\nmodel = \"local\"\nbase_url = \"{}\"\n",
+            server.url()
+        ),
+    );
+    let out = corral.run(None, &["run", "hi"]);
+    out.assert_code(0);
+    server.assert_clean();
+    assert_eq!(out.stdout.trim(), "from openai");
+    assert_eq!(server.bodies()[0]["model"], "local");
+
+    let anthropic = ScriptedServer::start(vec![Turn::text("from anthropic").into()]);
+    corral.write(
+        "corral.toml",
+        "[agent]\nbase_url = \"http://127.0.0.1:9\"\n",
+    );
+    let out = corral.run(Some(&anthropic), &["run", "hi"]);
+    out.assert_code(0);
+    assert_eq!(
+        out.stdout.trim(),
+        "from anthropic",
+        "ANTHROPIC_BASE_URL wins over the file"
+    );
+
+    corral.write("corral.toml", "[agent]\nprovider = \"gemini\"\n");
+    let out = corral.run(None, &["run", "hi"]);
+    out.assert_code(2);
+    assert!(
+        out.stderr.contains("corral.toml:2:12") && out.stderr.contains("unknown provider `gemini`"),
+        "{}",
+        out.stderr
+    );
+}

@@ -36,8 +36,9 @@ pub struct AgentArgs {
     /// OpenAI Chat Completions, which local servers speak too (OPENAI_API_KEY, OPENAI_BASE_URL;
     /// a local server needs no key). The default model is an Anthropic one: with openai, give
     /// --model.
-    #[arg(long, env = "CORRAL_PROVIDER", value_enum, default_value_t = ProviderKind::Anthropic)]
-    pub provider: ProviderKind,
+    /// [default: anthropic, or corral.toml's `agent.provider`]
+    #[arg(long, env = "CORRAL_PROVIDER", value_enum)]
+    pub provider: Option<ProviderKind>,
     /// The model to use [default: claude-sonnet-4-5, or corral.toml's `agent.model`].
     #[arg(long, env = "CORRAL_MODEL")]
     pub model: Option<String>,
@@ -158,20 +159,39 @@ impl AgentArgs {
         }
     }
 
-    /// The provider `--provider` names, configured from the environment and these flags.
+    /// The provider: `--provider` (or `CORRAL_PROVIDER`), else the settings files', else
+    /// Anthropic. Its base URL: the provider's environment variable, else the settings files'
+    /// `agent.base_url`, else the provider's default.
     pub fn provider(
         &self,
+        policy: &corral::policy::Policy,
     ) -> Result<std::sync::Arc<dyn corral::llm::Provider>, corral::llm::LlmError> {
         use corral::llm::{Anthropic, AnthropicConfig, OpenAi, OpenAiConfig};
-        Ok(match self.provider {
+        let kind = self
+            .provider
+            .unwrap_or(match policy.agent.provider.as_deref() {
+                Some("openai") => ProviderKind::OpenAi,
+                _ => ProviderKind::Anthropic,
+            });
+        let file_url = |var: &str| {
+            let from_env = std::env::var(var).is_ok_and(|v| !v.trim().is_empty());
+            policy.agent.base_url.clone().filter(|_| !from_env)
+        };
+        Ok(match kind {
             ProviderKind::Anthropic => {
                 let mut config = AnthropicConfig::from_env();
                 config.stream = !self.no_stream;
+                if let Some(url) = file_url("ANTHROPIC_BASE_URL") {
+                    config.base_url = url;
+                }
                 std::sync::Arc::new(Anthropic::new(config)?)
             }
             ProviderKind::OpenAi => {
                 let mut config = OpenAiConfig::from_env();
                 config.stream = !self.no_stream;
+                if let Some(url) = file_url("OPENAI_BASE_URL") {
+                    config.base_url = url;
+                }
                 std::sync::Arc::new(OpenAi::new(config)?)
             }
         })

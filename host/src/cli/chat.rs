@@ -12,13 +12,13 @@ use super::args::AgentArgs;
 use super::render::{self, Mode};
 
 pub async fn chat(args: AgentArgs) -> anyhow::Result<ExitCode> {
-    let provider = match args.provider() {
-        Ok(p) => p,
-        Err(e) => return Ok(super::fail(&e.into())),
-    };
     let (workspace, policy) = match super::plugins::open(&args.workspace) {
         Ok(opened) => opened,
         Err(code) => return Ok(code),
+    };
+    let provider = match args.provider(&policy) {
+        Ok(p) => p,
+        Err(e) => return Ok(super::fail(&e.into())),
     };
     let mut config = args.config(&policy);
     config.wait_for_background = false;

@@ -9,13 +9,13 @@ use super::render::{self, Mode};
 
 pub async fn run(args: RunArgs) -> anyhow::Result<ExitCode> {
     let mode = if args.json { Mode::Json } else { Mode::Lines };
-    let provider = match args.agent.provider() {
-        Ok(p) => p,
-        Err(e) => return Ok(super::fail(&e.into())),
-    };
     let (workspace, policy) = match super::plugins::open(&args.agent.workspace) {
         Ok(opened) => opened,
         Err(code) => return Ok(code),
+    };
+    let provider = match args.agent.provider(&policy) {
+        Ok(p) => p,
+        Err(e) => return Ok(super::fail(&e.into())),
     };
     let mut config = args.agent.config(&policy);
     config.wait_for_background = !args.no_wait;
