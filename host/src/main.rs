@@ -7,15 +7,28 @@ use std::process::ExitCode;
 
 use clap::Parser;
 
-#[tokio::main]
-async fn main() -> ExitCode {
+fn main() -> ExitCode {
     let args = cli::Cli::parse();
     cli::init_tracing();
-    match cli::run(args).await {
+    let runtime = match tokio::runtime::Builder::new_multi_thread()
+        .enable_all()
+        .build()
+    {
+        Ok(runtime) => runtime,
+        Err(error) => {
+            eprintln!("corral: cannot start the async runtime: {error}");
+            return ExitCode::from(1);
+        }
+    };
+    let code = match runtime.block_on(cli::run(args)) {
         Ok(code) => code,
         Err(error) => {
             eprintln!("corral: {error:#}");
             ExitCode::from(1)
         }
-    }
+    };
+    // A plugin call abandoned at its deadline may still be blocked in a host call: do not wait
+    // for it (everything corral started has been stopped by now).
+    runtime.shutdown_timeout(std::time::Duration::from_millis(200));
+    code
 }

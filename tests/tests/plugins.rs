@@ -203,3 +203,164 @@ fn plugins_get_nothing_by_default() {
         "{report:#}"
     );
 }
+
+/// grep searches only what the workspace grants, with context lines and a result limit.
+#[test]
+fn grep_searches_granted_files() {
+    let corral = Corral::new();
+    plugin_dir(&corral, &["grep"]);
+    corral.write("src/main.rs", "// entry\nfn main() {\n    run();\n}\n");
+    corral.write("src/lib.rs", "pub fn run() {}\n");
+    corral.write("secret/keys.rs", "fn main() { leak() }\n");
+    corral.write("corral.toml", "[plugin.grep]\nread = [\"src/\"]\n");
+    let server = ScriptedServer::start(vec![
+        Turn::tools(vec![
+            tool_use(
+                "a",
+                "grep",
+                json!({"pattern": "fn (main|run)", "path": "src", "context": 1}),
+            ),
+            tool_use("b", "grep", json!({"pattern": "leak", "path": "secret"})),
+            tool_use("c", "grep", json!({"pattern": "(", "path": "src"})),
+        ])
+        .into(),
+        Turn::text("found").into(),
+    ]);
+    corral
+        .run(Some(&server), &["run", "find main"])
+        .assert_code(0);
+    server.assert_clean();
+    let got = results(&server.bodies()[1]);
+    assert!(!got[0].0, "{:?}", got[0]);
+    assert!(
+        got[0].1.contains("src/main.rs:2: fn main() {")
+            && got[0].1.contains("src/main.rs-1- // entry"),
+        "{}",
+        got[0].1
+    );
+    assert!(
+        got[0].1.contains("src/lib.rs:1: pub fn run() {}"),
+        "{}",
+        got[0].1
+    );
+    assert!(!got[0].1.contains("leak"));
+    assert!(
+        got[1].0 && got[1].1.contains("secret"),
+        "outside the grant: {:?}",
+        got[1]
+    );
+    assert!(
+        got[2].0 && got[2].1.starts_with("invalid input:"),
+        "{:?}",
+        got[2]
+    );
+}
+
+/// A plugin blocked in a host call (a sleep) past its deadline is abandoned with an error naming
+/// the deadline, and corral does not wait for it to exit.
+#[test]
+fn a_call_blocked_in_the_host_is_cut_at_the_deadline() {
+    let corral = Corral::new();
+    plugin_dir(&corral, &["misbehave"]);
+    corral.write("corral.toml", "[plugin.misbehave]\ntimeout_ms = 1000\n");
+    let server = ScriptedServer::start(vec![
+        Turn::tools(vec![
+            tool_use("s", "sleep", json!({"ms": 60000})),
+            tool_use("e", "echo", json!({"x": 1})),
+        ])
+        .into(),
+        Turn::text("moved on").into(),
+    ]);
+    let started = std::time::Instant::now();
+    corral.run(Some(&server), &["run", "sleep"]).assert_code(0);
+    assert!(
+        started.elapsed() < std::time::Duration::from_secs(45),
+        "corral waited for the sleeping plugin"
+    );
+    server.assert_clean();
+    let got = results(&server.bodies()[1]);
+    assert!(
+        got[0].0
+            && got[0]
+                .1
+                .contains("plugin misbehave: exceeded its 1 s deadline"),
+        "{:?}",
+        got[0]
+    );
+    assert!(!got[1].0, "{:?}", got[1]);
+}
+
+/// Guest stdout and stderr are captured, capped, into corral's log, never to the model; host.log
+/// lines reach the event stream tagged with the plugin's name.
+#[test]
+fn plugin_output_goes_to_the_log_and_events() {
+    let corral = Corral::new().env("RUST_LOG", "corral::plugin=info");
+    plugin_dir(&corral, &["misbehave"]);
+    let server = ScriptedServer::start(vec![
+        Turn::tools(vec![tool_use("n", "noisy", json!({"bytes": 1_000_000}))]).into(),
+        Turn::text("quiet now").into(),
+    ]);
+    let out = corral.run(Some(&server), &["run", "--json", "be noisy"]);
+    out.assert_code(0);
+    server.assert_clean();
+    let got = results(&server.bodies()[1]);
+    assert!(
+        !got[0].0 && !got[0].1.contains("quick brown fox"),
+        "output is not the result: {:?}",
+        got[0]
+    );
+    assert!(
+        out.stderr.contains("noisy: the quick brown fox")
+            && out.stderr.contains("more bytes dropped]"),
+        "{}",
+        &out.stderr[..out.stderr.len().min(2000)]
+    );
+    assert!(
+        out.stderr.len() < 400_000,
+        "the capture is capped: {} bytes",
+        out.stderr.len()
+    );
+    let logs: Vec<Value> = out
+        .events()
+        .into_iter()
+        .filter(|e| e["type"] == "plugin_log")
+        .collect();
+    assert_eq!(logs.len(), 5, "{logs:#?}");
+    assert!(logs.iter().all(|l| l["plugin"] == "misbehave"));
+    assert_eq!(logs[4]["level"], "error");
+}
+
+/// corral.toml adds plugin folders and disables plugins by name; a second plugin of the same
+/// name is skipped with a clear line.
+#[test]
+fn plugin_folders_disabled_plugins_and_clashes() {
+    let corral = Corral::new();
+    let extra = corral.path("tools/wasm");
+    std::fs::create_dir_all(&extra).unwrap();
+    std::fs::copy(built("jq"), extra.join("jq.wasm")).unwrap();
+    std::fs::copy(built("jq"), extra.join("jq-copy.wasm")).unwrap();
+    std::fs::copy(built("grep"), extra.join("grep.wasm")).unwrap();
+    corral.write(
+        "corral.toml",
+        "[plugins]\ndirs = [\"tools/wasm\"]\ndisabled = [\"grep\"]\n",
+    );
+    let out = corral.run(None, &["plugins", "--json"]);
+    out.assert_code(0);
+    let listed: Value = serde_json::from_str(out.stdout.trim()).unwrap();
+    let names: Vec<&str> = listed["plugins"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|p| p["manifest"]["name"].as_str().unwrap())
+        .collect();
+    assert_eq!(names, ["jq"]);
+    assert_eq!(listed["disabled"], json!(["grep"]));
+    let errors = listed["errors"].as_array().unwrap();
+    assert_eq!(errors.len(), 1, "{errors:?}");
+    assert!(
+        errors[0]["cause"]
+            .as_str()
+            .unwrap()
+            .contains("a plugin named `jq` is already loaded")
+    );
+}

@@ -196,8 +196,11 @@ impl LoadedPlugin {
         });
         let stdout = captures.stdout.text();
         let stderr = captures.stderr.text();
-        if !stdout.is_empty() || !stderr.is_empty() {
-            tracing::debug!(plugin = %name, %stdout, %stderr, "plugin output");
+        if !stdout.is_empty() {
+            tracing::info!(target: "corral::plugin", plugin = %name, tool, "stdout:\n{stdout}");
+        }
+        if !stderr.is_empty() {
+            tracing::info!(target: "corral::plugin", plugin = %name, tool, "stderr:\n{stderr}");
         }
         match result {
             Ok(Ok(text)) => Ok(text),

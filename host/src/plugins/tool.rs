@@ -12,7 +12,7 @@ use crate::tools::{Tool, ToolError};
 
 /// Extra time allowed past a call's deadline before corral stops waiting for it (time spent in
 /// host calls, which epochs do not interrupt).
-const HOST_CALL_SLACK: Duration = Duration::from_secs(5);
+const HOST_CALL_SLACK: Duration = Duration::from_secs(2);
 
 /// One tool of one plugin, with the plugin's grants and limits in this workspace.
 pub struct PluginTool {
