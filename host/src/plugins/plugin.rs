@@ -17,6 +17,10 @@ use super::state::{CallState, LogSink, NetworkGate};
 
 /// Bytes of guest stdout and stderr kept per call.
 const CAPTURE_BYTES: usize = 64 * 1024;
+/// Resource handles (files, streams, requests) one call may hold at once.
+const MAX_HANDLES: usize = 10_000;
+/// Bytes one guest-to-host call may transfer (wasmtime's "hostcall fuel"; its default is 128 MiB).
+const HOSTCALL_FUEL: usize = 16 * 1024 * 1024;
 
 /// The limits of every call of one plugin.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -147,7 +151,11 @@ impl LoadedPlugin {
         };
         let state = CallState {
             wasi: grants.wasi_ctx(captures.stdout.clone(), captures.stderr.clone())?,
-            table: ResourceTable::new(),
+            table: {
+                let mut table = ResourceTable::new();
+                table.set_max_capacity(MAX_HANDLES);
+                table
+            },
             http: WasiHttpCtx::new(),
             hooks: NetworkGate {
                 grants: Arc::new(grants.clone()),
@@ -166,6 +174,7 @@ impl LoadedPlugin {
         };
         let mut store = Store::new(&self.runtime.engine, state);
         store.limiter(|state| &mut state.limits);
+        store.set_hostcall_fuel(HOSTCALL_FUEL);
         let ticks = (limits.timeout.as_millis() / EPOCH_TICK.as_millis()).max(1);
         store.set_epoch_deadline(u64::try_from(ticks).unwrap_or(u64::MAX / 2));
         store.epoch_deadline_trap();
