@@ -5,9 +5,11 @@
 //! - [`server`]: the Anthropic Messages protocol of it; [`rules`]: that API's rules, written
 //!   against the raw JSON independently of corral's own code.
 //! - [`openai_server`]: the OpenAI Chat Completions protocol of it; [`openai_rules`]: its rules.
+//! - [`cargo`]: runs cargo on crates a test makes, sharing the plugins' target folder.
 //! - [`cli`]: runs the real `corral` binary in a temp workspace against a server.
 
 #![allow(clippy::unwrap_used, clippy::expect_used)] // test support: a failed setup is a failed test
+pub mod cargo;
 pub mod cli;
 pub mod openai_rules;
 pub mod openai_server;

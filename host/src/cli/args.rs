@@ -24,6 +24,8 @@ pub enum Command {
     Plugins(PluginsArgs),
     /// What corral.toml grants: `show` the rights of every plugin and the shell, `check` the file.
     Policy(PolicyArgs),
+    /// Writing plugins: `new` creates a plugin crate that builds and loads as it is.
+    Plugin(PluginArgs),
 }
 
 /// Settings shared by every command that runs an agent.
@@ -111,6 +113,29 @@ pub enum PolicyCommand {
     },
     /// Validate the settings files and warn about grants nobody asked for.
     Check,
+}
+
+#[derive(Debug, Args)]
+pub struct PluginArgs {
+    #[command(subcommand)]
+    pub command: PluginCommand,
+}
+
+#[derive(Debug, Subcommand)]
+pub enum PluginCommand {
+    /// Create a plugin crate: Cargo.toml, a tool written with the corral-plugin SDK, a test, a
+    /// README. It builds as it is with `cargo build --target wasm32-wasip2 --release`.
+    New {
+        /// The plugin's name, also its tool's: lowercase letters, digits, `_` and `-`.
+        name: String,
+        /// The folder to create (it must not exist) [default: ./NAME].
+        #[arg(long, value_name = "PATH")]
+        dir: Option<PathBuf>,
+        /// The SDK's folder (`plugins/sdk` of corral's source) [default: the one of the source
+        /// tree this corral was built from].
+        #[arg(long, value_name = "PATH")]
+        sdk: Option<PathBuf>,
+    },
 }
 
 #[derive(Debug, Args)]

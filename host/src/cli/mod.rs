@@ -6,6 +6,7 @@ mod plugins;
 mod policy;
 mod render;
 mod run;
+mod scaffold;
 mod signals;
 
 use std::process::ExitCode;
@@ -36,6 +37,11 @@ pub async fn run(cli: Cli) -> anyhow::Result<ExitCode> {
         Command::Chat(args) => chat::chat(args).await,
         Command::Plugins(args) => plugins::list(args),
         Command::Policy(args) => policy::policy(args),
+        Command::Plugin(args) => match args.command {
+            args::PluginCommand::New { name, dir, sdk } => {
+                Ok(scaffold::new_plugin(&name, dir.as_deref(), sdk.as_deref()))
+            }
+        },
     }
 }
 

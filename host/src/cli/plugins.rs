@@ -14,7 +14,7 @@ use super::args::PluginsArgs;
 use super::render::{self, Mode};
 
 /// The tool names corral itself offers; a plugin cannot take them.
-const BUILT_IN: &[&str] = &[
+pub const BUILT_IN: &[&str] = &[
     "bash",
     "read_file",
     "write_file",
