@@ -9,10 +9,9 @@
 //!    median, min and max of the rest are printed, and the ratio of the medians.
 //!
 //!    **1b. Breakdown** (where part 1's time goes): the same 200 `sh -c true` with corral's
-//!    layers added one at a time (one spawning thread, corral's spawn settings, `spawn_shell`'s
-//!    waiter and reader threads, the manager), two restructurings of the manager emulated with
-//!    public pieces, and the per-task extras on their own (threads, log files). Wall time and
-//!    CPU time (this process, and its children) for each.
+//!    layers added one at a time (one spawning thread, corral's spawn settings, corral's process
+//!    layer on a thread per task, the manager), and the per-task extras on their own (threads,
+//!    log files). Wall time and CPU time (this process, and its children) for each.
 //! 2. **Peak RSS while 16 tasks each print 1 GiB.** In a child process (this binary re-executed
 //!    with `--rss-child`, so part 1 does not pollute its high-water mark): 16 tasks
 //!    `head -c 1073741824 /dev/zero` with the log cap raised to 2 GiB (the default 64 MiB cap
@@ -209,24 +208,16 @@ fn breakdown(rounds: usize) -> Result<()> {
             Box::new(|| sequential_std_round(&dir, true)),
         ),
         (
-            "d. corral::process::spawn_shell (c + a waiter and a reader thread per task)",
-            Box::new(|| spawn_shell_round(&dir)),
+            "d. corral::process: spawn_shell + GroupChild::run on a thread per task",
+            Box::new(|| process_layer_round(&dir)),
         ),
         (
-            "e. corral BackgroundManager (d + supervisor thread, log file, id, notification)",
+            "e. corral BackgroundManager (d + task record, log file, id, notification)",
             Box::new(|| corral_round(&runtime).map(|(elapsed, _)| elapsed)),
         ),
         (
-            "f. e's work with each task's spawn on its own thread (id, log, spawn_shell, wait)",
-            Box::new(|| spawn_on_task_thread_round(&dir)),
-        ),
-        (
-            "g. f with one thread per task, not three (reads the pipe to EOF, then waits)",
-            Box::new(|| one_thread_per_task_round(&dir)),
-        ),
-        (
-            "   600 empty std threads, spawned then joined (3 per task)",
-            Box::new(|| threads_round(3 * TASKS)),
+            "   200 empty std threads, spawned then joined (1 per task)",
+            Box::new(|| threads_round(TASKS)),
         ),
         (
             "   200 task ids + log files created (uuid v4 + File::create)",
@@ -298,117 +289,43 @@ fn sequential_std_round(cwd: &Path, corral_settings: bool) -> Result<Duration> {
     Ok(started.elapsed())
 }
 
-/// 200 `corral::process::spawn_shell("true")` from this thread, then each waited and finished:
-/// corral's process layer without the manager.
-fn spawn_shell_round(cwd: &Path) -> Result<Duration> {
+/// corral's process layer without the manager: a std thread per task, each running
+/// `corral::process::spawn_shell("true")` and supervising it with `GroupChild::run` (one `poll`
+/// for the output, the exit, the deadline and a cancel).
+fn process_layer_round(cwd: &Path) -> Result<Duration> {
     struct Discard;
     impl corral::process::OutputSink for Discard {
         fn write(&mut self, _: &[u8]) -> bool {
             true
         }
     }
-    let never = crossbeam_channel::never();
     let started = Instant::now();
-    let mut children = Vec::with_capacity(TASKS);
-    for _ in 0..TASKS {
-        children.push(corral::process::spawn_shell(
-            "true",
-            cwd,
-            &corral::process::CommandEnv::Inherit,
-            Discard,
-        )?);
-    }
-    for child in children {
-        match child.wait(None, &never, Duration::from_secs(2))? {
-            corral::process::WaitOutcome::Exited(status) if status.success() => {}
-            other => bail!("sh -c true: {other:?}"),
-        }
-        child.finish(Duration::from_secs(2));
-    }
-    Ok(started.elapsed())
-}
-
-/// What the manager would cost if `start` only created the task's thread, and the thread did
-/// the rest: the id, the log file, `spawn_shell` (its waiter and reader threads), the wait, the
-/// finish, and a message standing for the notification.
-fn spawn_on_task_thread_round(cwd: &Path) -> Result<Duration> {
-    struct ToFile(std::fs::File);
-    impl corral::process::OutputSink for ToFile {
-        fn write(&mut self, bytes: &[u8]) -> bool {
-            self.0.write_all(bytes).is_ok()
-        }
-    }
-    let logs = scratch_dir()?;
-    let (done_tx, done_rx) = crossbeam_channel::unbounded::<Result<()>>();
-    let started = Instant::now();
-    for _ in 0..TASKS {
-        let (logs, done) = (logs.clone(), done_tx.clone());
-        let cwd = cwd.to_path_buf();
-        std::thread::spawn(move || {
-            let run = || -> Result<()> {
-                let id = uuid::Uuid::new_v4().simple().to_string()[..8].to_string();
-                std::fs::create_dir_all(&logs)?;
-                let log = std::fs::File::create(logs.join(format!("{id}.log")))?;
+    let threads: Vec<_> = (0..TASKS)
+        .map(|_| {
+            let cwd = cwd.to_path_buf();
+            std::thread::spawn(move || -> Result<()> {
                 let child = corral::process::spawn_shell(
                     "true",
                     &cwd,
                     &corral::process::CommandEnv::Inherit,
-                    ToFile(log),
                 )?;
-                let never = crossbeam_channel::never();
-                let outcome = child.wait(None, &never, Duration::from_secs(2))?;
-                child.finish(Duration::from_secs(2));
-                match outcome {
+                let end = child.run(
+                    None,
+                    Duration::from_secs(2),
+                    Duration::from_secs(2),
+                    Discard,
+                );
+                match end.outcome? {
                     corral::process::WaitOutcome::Exited(status) if status.success() => Ok(()),
                     other => bail!("sh -c true: {other:?}"),
                 }
-            };
-            let _ = done.send(run());
-        });
-    }
-    for _ in 0..TASKS {
-        done_rx.recv()??;
-    }
-    Ok(started.elapsed())
-}
-
-/// f with a single thread per task: it creates the log, spawns the group (as `spawn_shell`
-/// does), copies the output to the log until EOF, then reaps the shell. What a supervisor that
-/// waits on a pidfd and the pipe with one `poll` (timeout and cancel included) would cost.
-fn one_thread_per_task_round(cwd: &Path) -> Result<Duration> {
-    use std::os::unix::process::CommandExt;
-    let logs = scratch_dir()?;
-    let (done_tx, done_rx) = crossbeam_channel::unbounded::<Result<()>>();
-    let started = Instant::now();
-    for _ in 0..TASKS {
-        let (logs, done) = (logs.clone(), done_tx.clone());
-        let cwd = cwd.to_path_buf();
-        std::thread::spawn(move || {
-            let run = || -> Result<()> {
-                let id = uuid::Uuid::new_v4().simple().to_string()[..8].to_string();
-                std::fs::create_dir_all(&logs)?;
-                let mut log = std::fs::File::create(logs.join(format!("{id}.log")))?;
-                let (mut reader, writer) = std::io::pipe()?;
-                let mut cmd = Command::new("sh");
-                cmd.arg("-c")
-                    .arg("true")
-                    .current_dir(&cwd)
-                    .stdin(Stdio::null())
-                    .stdout(writer.try_clone()?)
-                    .stderr(writer)
-                    .process_group(0);
-                let mut child = cmd.spawn()?;
-                drop(cmd);
-                std::io::copy(&mut reader, &mut log)?;
-                let status = child.wait()?;
-                ensure!(status.success(), "sh -c true: {status}");
-                Ok(())
-            };
-            let _ = done.send(run());
-        });
-    }
-    for _ in 0..TASKS {
-        done_rx.recv()??;
+            })
+        })
+        .collect();
+    for thread in threads {
+        thread
+            .join()
+            .map_err(|_| anyhow::anyhow!("a thread panicked"))??;
     }
     Ok(started.elapsed())
 }

@@ -9,7 +9,7 @@ use std::time::{Duration, Instant, SystemTime};
 use super::output::{SharedOutput, TaskOutput};
 use super::queue::{Notification, NotificationQueue};
 use super::task::{Task, TaskId, TaskState, TaskStatus};
-use crate::process::{self, CommandEnv, GroupChild, WaitOutcome};
+use crate::process::{self, CommandEnv, WaitOutcome};
 use crate::workspace::Workspace;
 
 /// Characters of output a notification carries.
@@ -136,13 +136,7 @@ impl BackgroundManager {
             Some(t) => Some(t),
         };
         let id = new_id(&self.by_id);
-        std::fs::create_dir_all(&self.log_dir)
-            .map_err(|e| BackgroundError::Start(format!("{}: {e}", self.log_dir.display())))?;
         let log_path = self.log_dir.join(format!("{id}.log"));
-        let log = std::fs::File::create(&log_path)
-            .map_err(|e| BackgroundError::Start(format!("{}: {e}", log_path.display())))?;
-        let output = Arc::new(Mutex::new(TaskOutput::new(log, self.config.log_cap)));
-        let (cancel, cancelled) = crossbeam_channel::bounded(1);
         let task = Arc::new(Task {
             id: id.clone(),
             command: command.to_string(),
@@ -151,53 +145,41 @@ impl BackgroundManager {
             started_at: SystemTime::now(),
             started: Instant::now(),
             timeout,
-            output: output.clone(),
+            output: Arc::new(Mutex::new(TaskOutput::new(self.config.log_cap))),
             state: Mutex::new(TaskState {
                 status: TaskStatus::Running,
                 ended: None,
                 checked_up_to: 0,
                 kill_reason: None,
+                canceller: None,
             }),
-            cancel,
         });
-        let child =
-            match process::spawn_shell(command, &self.root, &self.config.env, SharedOutput(output))
-            {
-                Ok(child) => child,
-                Err(e) => {
-                    let error = e.to_string();
-                    self.remember(task.clone());
-                    finish(
-                        &task,
-                        TaskStatus::FailedToStart {
-                            error: error.clone(),
-                        },
-                        &self.queue,
-                        &self.events,
-                    );
-                    return Err(BackgroundError::Start(error));
-                }
-            };
         self.remember(task.clone());
         (self.events)(TaskEvent::Started {
             task_id: id.clone(),
             command: command.to_string(),
         });
-        let pgid = child.pgid();
-        let (thread_task, queue, events) = (task.clone(), self.queue.clone(), self.events.clone());
+        // The task's own thread creates the log and spawns the command, so `start` returns at
+        // once and many tasks start in parallel. A spawn that fails ends the task as
+        // `failed to start`, with its notification.
+        let job = Job {
+            task: task.clone(),
+            root: self.root.clone(),
+            log_dir: self.log_dir.clone(),
+            env: self.config.env.clone(),
+            queue: self.queue.clone(),
+            events: self.events.clone(),
+        };
         let spawned = std::thread::Builder::new()
             .name(format!("bg-{id}"))
-            .spawn(move || supervise(thread_task, child, cancelled, &queue, &events));
+            .spawn(move || job.run());
         if let Err(e) = spawned {
-            // Without a thread nobody would reap it: end the group now.
-            process::kill_group(pgid, libc::SIGKILL);
+            let error = format!("no thread for the task: {e}");
             let status = TaskStatus::FailedToStart {
-                error: format!("no thread: {e}"),
+                error: error.clone(),
             };
             finish(&task, status, &self.queue, &self.events);
-            return Err(BackgroundError::Start(format!(
-                "no thread for the task: {e}"
-            )));
+            return Err(BackgroundError::Start(error));
         }
         Ok(task)
     }
@@ -240,10 +222,7 @@ impl BackgroundManager {
         if !task.status().is_running() {
             return Ok(task.status());
         }
-        if let Ok(mut state) = task.state.lock() {
-            state.kill_reason.get_or_insert_with(|| reason.to_string());
-        }
-        let _ = task.cancel.try_send(());
+        request_kill(&task, reason);
         let deadline = Instant::now() + GRACE + Duration::from_secs(5);
         while task.status().is_running() && Instant::now() < deadline {
             std::thread::sleep(Duration::from_millis(10));
@@ -251,20 +230,29 @@ impl BackgroundManager {
         Ok(task.status())
     }
 
-    /// Ends every running task at once (SIGKILL to each group) and waits briefly for their
-    /// threads to record it. For corral's exit.
+    /// Ends every running task (SIGTERM, SIGKILL after the grace period) and waits briefly for
+    /// their threads to record it. For corral's exit.
     pub fn kill_all(&self, reason: &str) {
         let running = self.running();
         for task in &running {
-            if let Ok(mut state) = task.state.lock() {
-                state.kill_reason.get_or_insert_with(|| reason.to_string());
-            }
-            let _ = task.cancel.try_send(());
+            request_kill(task, reason);
         }
         let deadline = Instant::now() + GRACE + Duration::from_secs(3);
         while running.iter().any(|t| t.status().is_running()) && Instant::now() < deadline {
             std::thread::sleep(Duration::from_millis(10));
         }
+    }
+}
+
+/// Records why the task is to end and cancels its run; a task whose command is not spawned yet
+/// cancels itself as soon as it is (see [`Job::run`]).
+fn request_kill(task: &Task, reason: &str) {
+    let canceller = task.state.lock().ok().and_then(|mut state| {
+        state.kill_reason.get_or_insert_with(|| reason.to_string());
+        state.canceller.clone()
+    });
+    if let Some(canceller) = canceller {
+        canceller.cancel();
     }
 }
 
@@ -284,45 +272,90 @@ fn new_id(by_id: &Mutex<HashMap<TaskId, Arc<Task>>>) -> TaskId {
     }
 }
 
-/// The task's thread: waits for the command, its timeout or a cancel, then records the end
-/// and queues the one notification.
-fn supervise(
+/// Everything a task's thread needs.
+struct Job {
     task: Arc<Task>,
-    child: GroupChild,
-    cancelled: crossbeam_channel::Receiver<()>,
-    queue: &NotificationQueue,
-    events: &TaskEventSink,
-) {
-    let outcome = child.wait(task.timeout, &cancelled, GRACE);
-    child.finish(Duration::from_secs(2));
-    let cap_hit = task.output.lock().map(|o| o.cap_hit).unwrap_or(false);
-    let kill_reason = task.state.lock().ok().and_then(|s| s.kill_reason.clone());
-    let status = match outcome {
-        _ if cap_hit => TaskStatus::Killed {
-            reason: "its output passed the log cap".into(),
-        },
-        Ok(WaitOutcome::Exited(status)) => {
-            use std::os::unix::process::ExitStatusExt;
-            match (status.code(), status.signal()) {
-                (Some(code), _) => TaskStatus::Completed { exit_code: code },
-                (None, Some(signal)) => match kill_reason {
-                    Some(reason) => TaskStatus::Killed { reason },
-                    None => TaskStatus::Signalled { signal },
-                },
-                (None, None) => TaskStatus::Signalled { signal: 0 },
+    root: PathBuf,
+    log_dir: PathBuf,
+    env: CommandEnv,
+    queue: Arc<NotificationQueue>,
+    events: TaskEventSink,
+}
+
+impl Job {
+    /// The task's thread: creates the log, spawns the command, supervises it to its end, then
+    /// records the end and queues the one notification.
+    fn run(self) {
+        let task = &self.task;
+        let failed = |error: String| {
+            finish(
+                task,
+                TaskStatus::FailedToStart { error },
+                &self.queue,
+                &self.events,
+            );
+        };
+        let log = std::fs::create_dir_all(&self.log_dir)
+            .and_then(|()| std::fs::File::create(&task.log_path));
+        match log {
+            Ok(file) => {
+                if let Ok(mut output) = task.output.lock() {
+                    output.attach_log(file);
+                }
             }
+            Err(e) => return failed(format!("{}: {e}", task.log_display)),
         }
-        Ok(WaitOutcome::TimedOut) => TaskStatus::TimedOut {
-            after_secs: task.timeout.map_or(0, |t| t.as_secs()),
-        },
-        Ok(WaitOutcome::Cancelled) => TaskStatus::Killed {
-            reason: kill_reason.unwrap_or_else(|| "killed".into()),
-        },
-        Err(e) => TaskStatus::Killed {
-            reason: format!("waiting for it failed: {e}"),
-        },
-    };
-    finish(&task, status, queue, events);
+        let child = match process::spawn_shell(&task.command, &self.root, &self.env) {
+            Ok(child) => child,
+            Err(e) => return failed(e.to_string()),
+        };
+        let canceller = child.canceller();
+        let kill_now = task
+            .state
+            .lock()
+            .map(|mut state| {
+                state.canceller = Some(canceller.clone());
+                state.kill_reason.is_some()
+            })
+            .unwrap_or(false);
+        if kill_now {
+            canceller.cancel();
+        }
+        let end = child.run(
+            task.timeout,
+            GRACE,
+            Duration::from_secs(2),
+            SharedOutput(task.output.clone()),
+        );
+        let cap_hit = task.output.lock().map(|o| o.cap_hit).unwrap_or(false);
+        let kill_reason = task.state.lock().ok().and_then(|s| s.kill_reason.clone());
+        let status = match end.outcome {
+            _ if cap_hit => TaskStatus::Killed {
+                reason: "its output passed the log cap".into(),
+            },
+            Ok(WaitOutcome::Exited(status)) => {
+                use std::os::unix::process::ExitStatusExt;
+                match (status.code(), status.signal()) {
+                    (Some(code), _) => TaskStatus::Completed { exit_code: code },
+                    (None, Some(signal)) => match kill_reason {
+                        Some(reason) => TaskStatus::Killed { reason },
+                        None => TaskStatus::Signalled { signal },
+                    },
+                    (None, None) => TaskStatus::Signalled { signal: 0 },
+                }
+            }
+            Ok(WaitOutcome::TimedOut) => TaskStatus::TimedOut {
+                after_secs: task.timeout.map_or(0, |t| t.as_secs()),
+            },
+            Ok(WaitOutcome::Cancelled) => TaskStatus::Killed {
+                reason: kill_reason.unwrap_or_else(|| "killed".into()),
+            },
+            Err(e) => TaskStatus::Killed {
+                reason: format!("waiting for it failed: {e}"),
+            },
+        };
+        finish(task, status, &self.queue, &self.events);
+    }
 }
 
 /// Records a task's end and queues its notification. Called once per task.

@@ -27,15 +27,21 @@ pub struct TaskOutput {
 }
 
 impl TaskOutput {
-    pub fn new(log: File, log_cap: u64) -> Self {
+    /// An empty record; the log is attached when the task's thread has created it.
+    pub fn new(log_cap: u64) -> Self {
         Self {
             buffer: HeadTail::new(HEAD_BYTES, TAIL_BYTES),
-            log: Some(log),
+            log: None,
             log_cap,
             logged: 0,
             cap_hit: false,
             log_error: None,
         }
+    }
+
+    /// Where the output is written from now on.
+    pub fn attach_log(&mut self, log: File) {
+        self.log = Some(log);
     }
 
     /// Takes a piece of output; `false` once the log cap is reached.

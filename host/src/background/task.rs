@@ -78,8 +78,6 @@ pub struct Task {
     pub timeout: Option<Duration>,
     pub output: Arc<Mutex<TaskOutput>>,
     pub state: Mutex<TaskState>,
-    /// Ends the task: its thread SIGTERMs the group, then SIGKILLs it after a grace period.
-    pub cancel: crossbeam_channel::Sender<()>,
 }
 
 /// The mutable part of a task.
@@ -91,6 +89,8 @@ pub struct TaskState {
     pub checked_up_to: u64,
     /// Why corral asked the task to end, when it did.
     pub kill_reason: Option<String>,
+    /// Ends the run (SIGTERM, then SIGKILL after a grace period), once the command is spawned.
+    pub canceller: Option<crate::process::Canceller>,
 }
 
 impl Task {

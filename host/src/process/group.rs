@@ -2,23 +2,22 @@
 //!
 //! The bash tool and the background manager both run commands through [`spawn_shell`]: `sh -c
 //! COMMAND` in a new process group (`process_group(0)`), stdin closed, stdout and stderr sharing
-//! one pipe so they interleave exactly as the command wrote them. A reader thread hands the
-//! output to an [`OutputSink`]. Killing goes to the group (`kill(-pgid, ...)`), so grandchildren
-//! die with the shell.
-
-use std::io::{self, Read};
-use std::os::unix::process::{CommandExt, ExitStatusExt};
-use std::path::Path;
-use std::process::{Child, Command, ExitStatus, Stdio};
-use std::thread::JoinHandle;
-use std::time::{Duration, Instant};
+//! one pipe so they interleave exactly as the command wrote them. [`GroupChild::run`] then
+//! supervises it on the calling thread alone: one `poll` waits for output, for the shell's exit
+//! (a pidfd on Linux; a short poll interval elsewhere), for a cancel request and for the
+//! deadline. Killing goes to the group (`kill(-pgid, ...)`), so grandchildren die with the shell.
 
 use std::collections::HashSet;
+use std::io::{self, Read};
+use std::os::fd::{AsFd, AsRawFd, OwnedFd};
+use std::os::unix::process::CommandExt;
+use std::os::unix::process::ExitStatusExt;
+use std::path::Path;
+use std::process::{Child, Command, ExitStatus, Stdio};
 use std::sync::Mutex;
+use std::time::{Duration, Instant};
 
-use crossbeam_channel::{Receiver, RecvTimeoutError, Sender, bounded};
-
-/// Every process group started by [`spawn_shell`] and not yet [`finish`](GroupChild::finish)ed:
+/// Every process group started by [`spawn_shell`] and not yet reaped by [`GroupChild::run`]:
 /// what [`kill_all_groups`] ends when corral exits.
 static LIVE_GROUPS: Mutex<Option<HashSet<i32>>> = Mutex::new(None);
 
@@ -58,14 +57,14 @@ pub enum CommandEnv {
     Only(Vec<String>),
 }
 
-/// Where a command's output goes while it runs. Called on the reader thread.
+/// Where a command's output goes while it runs. Called on the supervising thread.
 pub trait OutputSink: Send + 'static {
     /// Takes a piece of output. Returning `false` asks for the process group to be killed (an
     /// output cap was reached); reading then stops.
     fn write(&mut self, bytes: &[u8]) -> bool;
 }
 
-/// How a wait ended.
+/// How a run ended.
 #[derive(Debug)]
 pub enum WaitOutcome {
     /// The shell exited by itself.
@@ -76,27 +75,43 @@ pub enum WaitOutcome {
     Cancelled,
 }
 
-/// A running command and its process group.
+/// What [`GroupChild::run`] reports.
+#[derive(Debug)]
+pub struct RunEnd {
+    pub outcome: io::Result<WaitOutcome>,
+    /// `false` when output was still open after the drain time: a process left the group
+    /// (`setsid`) and kept the pipe.
+    pub drained: bool,
+}
+
+/// Asks a running command to stop, from any thread. Cheap to clone.
+#[derive(Debug, Clone)]
+pub struct Canceller(std::sync::Arc<io::PipeWriter>);
+
+impl Canceller {
+    /// Requests the end of the run: SIGTERM to the group, SIGKILL after the grace period.
+    pub fn cancel(&self) {
+        use std::io::Write;
+        let _ = (&*self.0).write(&[1]);
+    }
+}
+
+/// A started command and its process group, not yet supervised.
 #[derive(Debug)]
 pub struct GroupChild {
+    child: Child,
     pgid: i32,
-    exit: Receiver<io::Result<ExitStatus>>,
-    reader: Option<JoinHandle<()>>,
-    reader_done: Receiver<()>,
+    output: io::PipeReader,
+    cancel_rx: io::PipeReader,
+    cancel_tx: std::sync::Arc<io::PipeWriter>,
 }
 
 /// Starts `sh -c command` in `cwd`, in a new process group, with stdin closed.
 ///
 /// Fails when the shell cannot be spawned (no `sh`, `cwd` missing). The returned child must be
-/// waited with [`GroupChild::wait`] and then [`GroupChild::finish`]ed, which kills what is left of
-/// the group.
-pub fn spawn_shell(
-    command: &str,
-    cwd: &Path,
-    env: &CommandEnv,
-    sink: impl OutputSink,
-) -> io::Result<GroupChild> {
-    let (reader, writer) = io::pipe()?;
+/// [`run`](GroupChild::run), which reaps it and kills what is left of its group.
+pub fn spawn_shell(command: &str, cwd: &Path, env: &CommandEnv) -> io::Result<GroupChild> {
+    let (output, writer) = io::pipe()?;
     let mut cmd = Command::new("sh");
     cmd.arg("-c")
         .arg(command)
@@ -118,44 +133,34 @@ pub fn spawn_shell(
     drop(cmd);
     let pgid = i32::try_from(child.id()).map_err(io::Error::other)?;
     track(pgid, true);
-    let (exit_tx, exit) = bounded(1);
-    std::thread::Builder::new()
-        .name(format!("wait-{pgid}"))
-        .spawn(move || wait_child(child, exit_tx))?;
-    let (done_tx, reader_done) = bounded(1);
-    let reader = std::thread::Builder::new()
-        .name(format!("output-{pgid}"))
-        .spawn(move || read_output(reader, sink, pgid, done_tx))?;
+    let (cancel_rx, cancel_tx) = io::pipe()?;
     Ok(GroupChild {
+        child,
         pgid,
-        exit,
-        reader: Some(reader),
-        reader_done,
+        output,
+        cancel_rx,
+        cancel_tx: std::sync::Arc::new(cancel_tx),
     })
 }
 
-fn wait_child(mut child: Child, exit: Sender<io::Result<ExitStatus>>) {
-    let _ = exit.send(child.wait());
+/// A pidfd for `pid` (Linux 5.3+): readable when the process exits.
+#[cfg(target_os = "linux")]
+fn pidfd(pid: u32) -> Option<OwnedFd> {
+    use std::os::fd::FromRawFd;
+    // SAFETY: pidfd_open takes a pid and flags and returns a new descriptor or -1.
+    let fd = unsafe { libc::syscall(libc::SYS_pidfd_open, pid as libc::pid_t, 0) };
+    let fd = i32::try_from(fd).ok().filter(|&fd| fd >= 0)?;
+    // SAFETY: the descriptor was just returned to us and is owned by nobody else.
+    Some(unsafe { OwnedFd::from_raw_fd(fd) })
 }
 
-fn read_output(mut pipe: io::PipeReader, mut sink: impl OutputSink, pgid: i32, done: Sender<()>) {
-    let mut buf = vec![0u8; 64 * 1024];
-    loop {
-        match pipe.read(&mut buf) {
-            Ok(0) => break,
-            Ok(n) => {
-                if !sink.write(&buf[..n]) {
-                    kill_group(pgid, libc::SIGKILL);
-                    break;
-                }
-            }
-            Err(e) if e.kind() == io::ErrorKind::Interrupted => continue,
-            Err(_) => break,
-        }
-    }
-    drop(sink);
-    let _ = done.send(());
+#[cfg(not(target_os = "linux"))]
+fn pidfd(_pid: u32) -> Option<OwnedFd> {
+    None
 }
+
+/// How often the shell's exit is checked where no pidfd is available.
+const EXIT_POLL: Duration = Duration::from_millis(20);
 
 impl GroupChild {
     /// The process group id (the shell's pid).
@@ -163,56 +168,157 @@ impl GroupChild {
         self.pgid
     }
 
-    /// Waits for the shell to exit, for `timeout` to pass, or for a message on `cancel`.
-    /// On a timeout or a cancel the group gets SIGTERM, then SIGKILL after `grace`.
-    pub fn wait(
-        &self,
+    /// A handle that ends the run from another thread.
+    pub fn canceller(&self) -> Canceller {
+        Canceller(self.cancel_tx.clone())
+    }
+
+    /// Supervises the command on this thread until the shell exits, `timeout` passes, or a
+    /// [`Canceller`] fires; output goes to `sink` as it arrives. On a timeout or a cancel the
+    /// group gets SIGTERM, then SIGKILL after `grace`. Whatever is left of the group is then
+    /// killed, and the rest of the output read (for at most `drain`).
+    pub fn run(
+        mut self,
         timeout: Option<Duration>,
-        cancel: &Receiver<()>,
         grace: Duration,
-    ) -> io::Result<WaitOutcome> {
+        drain: Duration,
+        mut sink: impl OutputSink,
+    ) -> RunEnd {
         let deadline = timeout.map(|t| Instant::now() + t);
-        let never = crossbeam_channel::never();
-        let timer = match deadline {
-            Some(d) => crossbeam_channel::at(d),
-            None => never,
-        };
-        crossbeam_channel::select! {
-            recv(self.exit) -> status => status.map_err(io::Error::other)?.map(WaitOutcome::Exited),
-            recv(timer) -> _ => {
-                self.terminate(grace);
-                Ok(WaitOutcome::TimedOut)
+        let exit_fd = pidfd(self.child.id());
+        let mut output_open = true;
+        let mut ending: Option<(WaitOutcome, Instant)> = None;
+        let mut killed = false;
+        let mut buf = vec![0u8; 64 * 1024];
+        let status = loop {
+            match self.child.try_wait() {
+                Ok(Some(status)) => break Ok(status),
+                Ok(None) => {}
+                Err(e) => break Err(e),
             }
-            recv(cancel) -> _ => {
-                self.terminate(grace);
-                Ok(WaitOutcome::Cancelled)
+            let now = Instant::now();
+            if ending.is_none() && deadline.is_some_and(|d| now >= d) {
+                kill_group(self.pgid, libc::SIGTERM);
+                ending = Some((WaitOutcome::TimedOut, now + grace));
             }
-        }
-    }
-
-    /// SIGTERM to the group; SIGKILL if the shell has not exited after `grace`.
-    fn terminate(&self, grace: Duration) {
-        kill_group(self.pgid, libc::SIGTERM);
-        match self.exit.recv_timeout(grace) {
-            Ok(_) | Err(RecvTimeoutError::Disconnected) => {}
-            Err(RecvTimeoutError::Timeout) => {
+            if let Some((_, kill_at)) = &ending
+                && now >= *kill_at
+                && !killed
+            {
                 kill_group(self.pgid, libc::SIGKILL);
-                let _ = self.exit.recv_timeout(Duration::from_secs(5));
+                killed = true;
             }
-        }
-    }
-
-    /// Kills whatever is left of the group and waits (at most `drain` long) for the reader to
-    /// see the end of the output. Returns `false` if output was still open after that, which
-    /// happens only when a process left the group (`setsid`) and kept the pipe.
-    pub fn finish(mut self, drain: Duration) -> bool {
+            // Sleep in poll until something happens or the next deadline.
+            let mut wake = ending
+                .as_ref()
+                .filter(|_| !killed)
+                .map(|(_, at)| *at)
+                .or(deadline.filter(|_| ending.is_none()));
+            if exit_fd.is_none() {
+                let soon = now + EXIT_POLL;
+                wake = Some(wake.map_or(soon, |w| w.min(soon)));
+            }
+            let timeout_ms = wake.map_or(-1, |w| {
+                i32::try_from(w.saturating_duration_since(now).as_millis().max(1))
+                    .unwrap_or(i32::MAX)
+            });
+            let mut fds = Vec::with_capacity(3);
+            let output_fd = self.output.as_fd().as_raw_fd();
+            if output_open {
+                fds.push(libc::pollfd {
+                    fd: output_fd,
+                    events: libc::POLLIN,
+                    revents: 0,
+                });
+            }
+            fds.push(libc::pollfd {
+                fd: self.cancel_rx.as_fd().as_raw_fd(),
+                events: libc::POLLIN,
+                revents: 0,
+            });
+            if let Some(fd) = &exit_fd {
+                fds.push(libc::pollfd {
+                    fd: fd.as_raw_fd(),
+                    events: libc::POLLIN,
+                    revents: 0,
+                });
+            }
+            // SAFETY: `fds` is a valid array of pollfd of the given length for the call.
+            let ready =
+                unsafe { libc::poll(fds.as_mut_ptr(), fds.len() as libc::nfds_t, timeout_ms) };
+            if ready < 0 {
+                let e = io::Error::last_os_error();
+                if e.kind() == io::ErrorKind::Interrupted {
+                    continue;
+                }
+                break Err(e);
+            }
+            for fd in &fds {
+                if fd.revents == 0 {
+                    continue;
+                }
+                if fd.fd == output_fd && output_open {
+                    match self.output.read(&mut buf) {
+                        Ok(0) | Err(_) => output_open = false,
+                        Ok(n) => {
+                            if !sink.write(&buf[..n]) {
+                                kill_group(self.pgid, libc::SIGKILL);
+                                output_open = false;
+                            }
+                        }
+                    }
+                } else if fd.fd == self.cancel_rx.as_fd().as_raw_fd() && ending.is_none() {
+                    let mut byte = [0u8; 1];
+                    let _ = self.cancel_rx.read(&mut byte);
+                    kill_group(self.pgid, libc::SIGTERM);
+                    ending = Some((WaitOutcome::Cancelled, Instant::now() + grace));
+                }
+            }
+        };
+        // Whatever is left of the group dies now; then the output drains to its end.
         kill_group(self.pgid, libc::SIGKILL);
         track(self.pgid, false);
-        let drained = self.reader_done.recv_timeout(drain).is_ok();
-        if drained && let Some(reader) = self.reader.take() {
-            let _ = reader.join();
+        let drained = !output_open || drain_output(&mut self.output, &mut sink, drain, &mut buf);
+        let outcome = status.map(|status| match ending {
+            Some((outcome, _)) => outcome,
+            None => WaitOutcome::Exited(status),
+        });
+        RunEnd { outcome, drained }
+    }
+}
+
+/// Reads `pipe` to its end, for at most `limit`. `false` if it was still open then.
+fn drain_output(
+    pipe: &mut io::PipeReader,
+    sink: &mut impl OutputSink,
+    limit: Duration,
+    buf: &mut [u8],
+) -> bool {
+    let until = Instant::now() + limit;
+    loop {
+        let left = until.saturating_duration_since(Instant::now());
+        if left.is_zero() {
+            return false;
         }
-        drained
+        let mut fd = libc::pollfd {
+            fd: pipe.as_fd().as_raw_fd(),
+            events: libc::POLLIN,
+            revents: 0,
+        };
+        let ms = i32::try_from(left.as_millis().max(1)).unwrap_or(i32::MAX);
+        // SAFETY: one valid pollfd.
+        let ready = unsafe { libc::poll(&mut fd, 1, ms) };
+        if ready <= 0 {
+            continue;
+        }
+        match pipe.read(buf) {
+            Ok(0) | Err(_) => return true,
+            Ok(n) => {
+                if !sink.write(&buf[..n]) {
+                    return true;
+                }
+            }
+        }
     }
 }
 

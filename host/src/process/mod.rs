@@ -5,7 +5,7 @@ mod group;
 mod output;
 
 pub use group::{
-    CommandEnv, GroupChild, OutputSink, WaitOutcome, describe_status, group_alive, kill_all_groups,
-    kill_group, spawn_shell,
+    Canceller, CommandEnv, GroupChild, OutputSink, RunEnd, WaitOutcome, describe_status,
+    group_alive, kill_all_groups, kill_group, spawn_shell,
 };
 pub use output::{HeadTail, tail_lines};

@@ -74,16 +74,15 @@ impl BashTool {
             .min(self.shell.max_timeout);
         let buffer = Arc::new(Mutex::new(HeadTail::new(OUTPUT_HEAD, OUTPUT_TAIL)));
         let started = Instant::now();
-        let child = process::spawn_shell(
-            &args.command,
-            self.workspace.root(),
-            &self.shell.env,
+        let child = process::spawn_shell(&args.command, self.workspace.root(), &self.shell.env)
+            .map_err(|e| ToolError::Failed(format!("could not start the command: {e}")))?;
+        let end = child.run(
+            Some(timeout),
+            GRACE,
+            Duration::from_secs(2),
             SharedBuffer(buffer.clone()),
-        )
-        .map_err(|e| ToolError::Failed(format!("could not start the command: {e}")))?;
-        let (_cancel_tx, cancel) = crossbeam_channel::bounded::<()>(1);
-        let outcome = child.wait(Some(timeout), &cancel, GRACE);
-        let drained = child.finish(Duration::from_secs(2));
+        );
+        let (outcome, drained) = (end.outcome, end.drained);
         let mut output = buffer.lock().map(|b| b.render()).unwrap_or_default();
         if !drained {
             output.push_str(
