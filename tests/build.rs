@@ -1,12 +1,17 @@
 //! Builds the guest plugins (`plugins/`, for wasm32-wasip2) once per test build, so every
 //! plugin test runs real components built from source. Their folder is passed to the tests as
 //! `CORRAL_TEST_PLUGINS`.
+//!
+//! It also starts building the local model server (`scripts/local-model.sh prebuild`) when it is
+//! not cached yet: in the background, at the lowest priority, so that build overlaps this one and
+//! the tests before `local_model`, which waits for it.
 
-use std::path::PathBuf;
-use std::process::Command;
+use std::path::{Path, PathBuf};
+use std::process::{Command, Stdio};
 
 fn main() {
     let root = PathBuf::from(std::env::var("CARGO_MANIFEST_DIR").unwrap_or_default()).join("..");
+    prebuild_local_model(&root);
     let plugins = root.join("plugins");
     for watched in [
         "plugins/sdk",
@@ -44,4 +49,19 @@ fn main() {
     }
     let out = target_dir.join("wasm32-wasip2").join("release");
     println!("cargo:rustc-env=CORRAL_TEST_PLUGINS={}", out.display());
+}
+
+/// Starts `scripts/local-model.sh prebuild`, which returns at once. A failure here only means
+/// the `local_model` tests build the server themselves.
+fn prebuild_local_model(root: &Path) {
+    let script = root.join("scripts").join("local-model.sh");
+    println!("cargo:rerun-if-changed={}", script.display());
+    let _ = Command::new("bash")
+        .arg(&script)
+        .arg("prebuild")
+        .stdin(Stdio::null())
+        .stdout(Stdio::null())
+        .stderr(Stdio::null())
+        .env_remove("CARGO_MAKEFLAGS")
+        .status();
 }
