@@ -25,7 +25,7 @@ pub fn shared_target_dir() -> PathBuf {
 
 /// The toolchain the repository pins (`rust-toolchain.toml`), so a crate outside the repository
 /// builds with the same compiler as the plugins (and reuses their artifacts).
-fn pinned_toolchain() -> Option<String> {
+pub fn pinned_toolchain() -> Option<String> {
     let text = std::fs::read_to_string(repo_root().join("rust-toolchain.toml")).ok()?;
     text.lines()
         .find_map(|l| l.trim().strip_prefix("channel"))
@@ -38,7 +38,9 @@ fn pinned_toolchain() -> Option<String> {
 }
 
 /// `cargo ARGS` in `dir`, with the machine's environment (cargo needs its home and registry)
-/// minus what the outer cargo set for this test, on the pinned toolchain.
+/// minus what the outer cargo set for this test, on the pinned toolchain, offline: the
+/// dependencies resolve from the registry cache the workspace's own build filled, so no test
+/// reaches the network.
 pub fn cargo(dir: &Path, args: &[&str]) -> Command {
     let mut cmd = Command::new(std::env::var_os("CARGO").unwrap_or_else(|| "cargo".into()));
     cmd.current_dir(dir)
@@ -49,7 +51,8 @@ pub fn cargo(dir: &Path, args: &[&str]) -> Command {
         .env_remove("CARGO_TARGET_DIR")
         .env_remove("CARGO_BUILD_TARGET")
         .env_remove("CARGO_MANIFEST_DIR")
-        .env_remove("CARGO_PKG_NAME");
+        .env_remove("CARGO_PKG_NAME")
+        .env("CARGO_NET_OFFLINE", "true");
     if std::env::var_os("RUSTUP_TOOLCHAIN").is_none()
         && let Some(channel) = pinned_toolchain()
     {

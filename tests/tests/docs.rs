@@ -16,14 +16,15 @@
 //! Blocks of one doc run in one shell session's way: each starts in the folder the previous
 //! ended in, beginning at `~` (a temp home). `/path/to/corral` stands for corral's source.
 //! `corral` is the binary of this build; `cargo run -p corral --example NAME -- ARGS` runs the
-//! example of this build; other cargo commands run for real, with a warm shared target folder
-//! (a crate without its own `target/` gets a link to the plugins' one).
+//! example of this build; other cargo commands run for real, offline (from the registry cache the
+//! build filled), with a warm shared target folder (a crate without its own `target/` gets a link
+//! to the plugins' one).
 
 #![allow(clippy::unwrap_used, clippy::expect_used)]
 
 use std::path::{Path, PathBuf};
 
-use corral_tests::cargo::{BUILD_TIMEOUT, repo_root, shared_target_dir};
+use corral_tests::cargo::{BUILD_TIMEOUT, pinned_toolchain, repo_root, shared_target_dir};
 use corral_tests::cli::wait_output;
 use corral_tests::{Corral, Reply, ScriptedServer, Turn, tool_use};
 use serde_json::json;
@@ -251,8 +252,13 @@ fn run_doc(rel: &str, script: Vec<Reply>) {
                     .current_dir(&cwd)
                     .env("PATH", &path)
                     .env("CARGO_HOME", &cargo_home)
-                    .env("RUSTUP_HOME", &rustup_home);
-                if let Some(toolchain) = std::env::var_os("RUSTUP_TOOLCHAIN") {
+                    .env("RUSTUP_HOME", &rustup_home)
+                    // Dependencies resolve from the registry cache the build filled: no network.
+                    .env("CARGO_NET_OFFLINE", "true");
+                if let Some(toolchain) = std::env::var("RUSTUP_TOOLCHAIN")
+                    .ok()
+                    .or_else(pinned_toolchain)
+                {
                     cmd.env("RUSTUP_TOOLCHAIN", toolchain);
                 }
                 let out = wait_output(cmd, BUILD_TIMEOUT);
