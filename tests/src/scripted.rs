@@ -231,6 +231,22 @@ pub fn sse_response(events: Vec<String>, cut: bool) -> Response {
         .expect("response")
 }
 
+/// A 200 whose body is `chunks`, each sent `gap` after the one before, the first `gap` after the
+/// request: a slow model, thinking before it answers and then answering piece by piece. The
+/// waits are timers of the server's runtime, so they hold up no other request.
+pub fn paced_response(content_type: &str, chunks: Vec<String>, gap: Duration) -> Response {
+    use futures_util::StreamExt;
+    let body = futures_util::stream::iter(chunks).then(move |chunk| async move {
+        tokio::time::sleep(gap).await;
+        Ok::<_, std::io::Error>(Bytes::from(chunk))
+    });
+    Response::builder()
+        .header("content-type", content_type)
+        .header("cache-control", "no-cache")
+        .body(Body::from_stream(body))
+        .expect("response")
+}
+
 /// A random-looking id suffix, for message and completion ids.
 pub fn random_hex() -> String {
     use std::hash::{BuildHasher, Hasher};

@@ -12,7 +12,8 @@ use serde_json::{Value, json};
 
 pub use crate::scripted::Recorded;
 use crate::scripted::{
-    Protocol, Scripted, error_response, json_response, random_hex, sse_response, wants_stream,
+    Protocol, Scripted, error_response, json_response, paced_response, random_hex, sse_response,
+    wants_stream,
 };
 
 /// One answer of the model: content blocks and a stop reason.
@@ -70,6 +71,12 @@ pub enum Reply {
     CutStream { turn: Turn, events: usize },
     /// Decided when the request arrives, from its body.
     Dynamic(Box<dyn Fn(&Value) -> Reply + Send + Sync>),
+    /// The turn from a slow model: its SSE events each `gap` after the one before (the first
+    /// too), or the whole JSON message after `gap`.
+    Paced {
+        turn: Turn,
+        gap: std::time::Duration,
+    },
 }
 
 impl Reply {
@@ -142,6 +149,14 @@ impl Protocol for Anthropic {
                 &Self::error_body(&kind, &message),
             ),
             Reply::Dynamic(f) => Self::respond(f(body), body),
+            Reply::Paced { turn, gap } if wants_stream(body) => {
+                paced_response("text/event-stream", sse_frames(&turn), gap)
+            }
+            Reply::Paced { turn, gap } => paced_response(
+                "application/json",
+                vec![message_json(&turn).to_string()],
+                gap,
+            ),
         }
     }
 }

@@ -66,6 +66,10 @@ pub struct AgentArgs {
     /// Continue the session with this id.
     #[arg(long, value_name = "ID")]
     pub resume: Option<String>,
+    /// For scripts: only the final answer on stdout and errors on stderr; no tool lines, no
+    /// status line, no token count.
+    #[arg(long, short = 'q')]
+    pub quiet: bool,
 }
 
 /// The providers `--provider` chooses from.
@@ -143,7 +147,7 @@ pub struct RunArgs {
     #[command(flatten)]
     pub agent: AgentArgs,
     /// Print the event stream as JSON lines on stdout instead of the final text.
-    #[arg(long)]
+    #[arg(long, conflicts_with = "quiet")]
     pub json: bool,
     /// Exit as soon as the model ends its turn, killing background tasks still running,
     /// instead of waiting for them and giving the model their results.

@@ -2,14 +2,14 @@
 //! running between turns: a one-line notice shows when one ends, and its result goes to the
 //! model with the next line. `/tasks` lists them, `/kill <id>` stops one.
 
-use std::io::{BufRead, Write};
+use std::io::BufRead;
 use std::process::ExitCode;
 
 use corral::Agent;
 use corral::background::format_runtime;
 
 use super::args::AgentArgs;
-use super::render::{self, Mode};
+use super::render::Display;
 
 pub async fn chat(args: AgentArgs) -> anyhow::Result<ExitCode> {
     let (workspace, policy) = match super::plugins::open(&args.workspace) {
@@ -22,25 +22,29 @@ pub async fn chat(args: AgentArgs) -> anyhow::Result<ExitCode> {
     };
     let mut config = args.config(&policy);
     config.wait_for_background = false;
+    let display = Display::for_chat(args.quiet);
     let mut builder = Agent::builder(workspace.root());
-    for tool in super::plugins::tools(&workspace, &policy, &args.plugin_dirs, Mode::Streaming) {
+    for tool in super::plugins::tools(&workspace, &policy, &args.plugin_dirs, &display) {
         builder = builder.tool(tool);
     }
     let built = builder
         .config(config)
         .provider(provider)
         .session(args.session())
-        .on_event(|event| render::render(Mode::Streaming, event))
+        .on_event({
+            let display = display.clone();
+            move |event| display.show(event)
+        })
         .build();
     let mut agent = match built {
         Ok(agent) => agent,
         Err(e) => return Ok(super::fail(&e)),
     };
-    eprintln!(
+    display.note(&format!(
         "corral chat in {} (session {}); /tasks, /kill <id>, /exit",
         agent.workspace().root().display(),
         agent.session_id()
-    );
+    ));
     let (lines_tx, mut lines) = tokio::sync::mpsc::unbounded_channel();
     std::thread::spawn(move || {
         for line in std::io::stdin().lock().lines() {
@@ -51,8 +55,7 @@ pub async fn chat(args: AgentArgs) -> anyhow::Result<ExitCode> {
         }
     });
     loop {
-        eprint!("> ");
-        let _ = std::io::stderr().flush();
+        display.prompt("> ");
         let line = tokio::select! {
             line = lines.recv() => line,
             signal = super::signals::interrupted() => {
@@ -83,14 +86,16 @@ pub async fn chat(args: AgentArgs) -> anyhow::Result<ExitCode> {
         let result = tokio::select! {
             result = agent.prompt(line) => result,
             signal = super::signals::interrupted() => {
+                display.finish();
                 corral::process::kill_all_groups();
                 agent.shutdown();
                 eprintln!("corral: {signal}; session {} kept", agent.session_id());
                 return Ok(ExitCode::from(super::EXIT_INTERRUPTED));
             }
         };
+        display.finish();
         match result {
-            Ok(_) => println!(),
+            Ok(outcome) => display.answer(&outcome.text),
             Err(error) => eprintln!("corral: {error}"),
         }
     }

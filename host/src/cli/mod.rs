@@ -8,6 +8,7 @@ mod render;
 mod run;
 mod scaffold;
 mod signals;
+mod term;
 
 use std::process::ExitCode;
 

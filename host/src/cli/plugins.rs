@@ -11,7 +11,7 @@ use corral::tools::Tool;
 use corral::workspace::Workspace;
 
 use super::args::PluginsArgs;
-use super::render::{self, Mode};
+use super::render::Display;
 
 /// The tool names corral itself offers; a plugin cannot take them.
 pub const BUILT_IN: &[&str] = &[
@@ -40,7 +40,7 @@ pub fn load(
     workspace: &Workspace,
     policy: &Policy,
     extra: &[PathBuf],
-    mode: Mode,
+    display: &Display,
 ) -> (PluginSet, Vec<LoadedPlugin>) {
     let runtime = match Runtime::new() {
         Ok(runtime) => runtime,
@@ -50,15 +50,13 @@ pub fn load(
         }
     };
     let taken: Vec<String> = BUILT_IN.iter().map(|s| s.to_string()).collect();
+    let display = display.clone();
     let log: plugins::LogSink = Arc::new(move |plugin, level, message| {
-        render::render(
-            mode,
-            &Event::PluginLog {
-                plugin: plugin.to_string(),
-                level,
-                message: message.to_string(),
-            },
-        )
+        display.show(&Event::PluginLog {
+            plugin: plugin.to_string(),
+            level,
+            message: message.to_string(),
+        })
     });
     let cache = plugins::default_cache_dir();
     let mut set = plugins::load_dirs(
@@ -91,9 +89,9 @@ pub fn tools(
     workspace: &Workspace,
     policy: &Policy,
     extra: &[PathBuf],
-    mode: Mode,
+    display: &Display,
 ) -> Vec<Arc<dyn Tool>> {
-    let (set, _disabled) = load(workspace, policy, extra, mode);
+    let (set, _disabled) = load(workspace, policy, extra, display);
     for error in &set.errors {
         eprintln!("corral: {error}");
     }
@@ -133,7 +131,7 @@ pub fn list(args: PluginsArgs) -> anyhow::Result<ExitCode> {
         Ok(opened) => opened,
         Err(code) => return Ok(code),
     };
-    let (set, disabled) = load(&workspace, &policy, &args.plugin_dirs, Mode::Lines);
+    let (set, disabled) = load(&workspace, &policy, &args.plugin_dirs, &Display::plain());
     if args.json {
         let plugins: Vec<_> = set
             .plugins

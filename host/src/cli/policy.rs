@@ -6,14 +6,14 @@ use corral::policy::{self, Policy};
 
 use super::args::{PolicyArgs, PolicyCommand};
 use super::plugins::{load, open, rights_of};
-use super::render::Mode;
+use super::render::Display;
 
 pub fn policy(args: PolicyArgs) -> anyhow::Result<ExitCode> {
     let (workspace, policy) = match open(&args.workspace) {
         Ok(opened) => opened,
         Err(code) => return Ok(code),
     };
-    let (set, _disabled) = load(&workspace, &policy, &args.plugin_dirs, Mode::Lines);
+    let (set, _disabled) = load(&workspace, &policy, &args.plugin_dirs, &Display::plain());
     let rights: Vec<_> = set.plugins.iter().map(|p| rights_of(p, &policy)).collect();
     match args.command {
         PolicyCommand::Show { json } => {

@@ -1,102 +1,296 @@
-//! Showing events: readable lines on stderr, or JSON lines on stdout.
+//! Showing events: which display a command uses, and the lines every display shares.
+//!
+//! - **JSON** (`run --json`): every event as a JSON line on stdout.
+//! - **Quiet** (`--quiet`, for scripts): nothing; the command prints the final answer on stdout,
+//!   and errors go to stderr as always.
+//! - **Plain** (stderr is not a terminal, or `TERM=dumb`): one line per tool call, background
+//!   task, retry and wait on stderr, in the fixed formats of [`line`] that scripts and tests
+//!   read; `chat` streams the text to stdout, `run` prints the final answer at the end.
+//! - **Terminal** (stderr is a terminal): the same lines, coloured unless `NO_COLOR` is set,
+//!   the text streamed as it arrives and a status line kept up to date; see [`super::term`].
 
-use std::io::Write;
+use std::io::{IsTerminal, Write};
+use std::sync::Arc;
+use std::sync::atomic::{AtomicBool, Ordering};
 
 use corral::Event;
 use serde_json::Value;
 
-/// How events are shown.
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
-pub enum Mode {
-    /// One line per tool call on stderr; text not streamed (printed at the end).
-    Lines,
-    /// Like `Lines`, and the assistant's text streamed to stdout as it arrives.
-    Streaming,
-    /// Every event as a JSON line on stdout.
+use super::term::Terminal;
+
+/// Where a command's events go. Cheap to clone: the agent's event sink and the plugins' log
+/// sink each hold one, and may call it from several threads at once.
+#[derive(Clone)]
+pub struct Display(Arc<Kind>);
+
+enum Kind {
     Json,
+    Quiet,
+    Plain {
+        stream_text: bool,
+        /// Streamed text has been written to stdout without its line's end.
+        text_open: AtomicBool,
+    },
+    Terminal(Terminal),
 }
 
-/// Renders one event.
-pub fn render(mode: Mode, event: &Event) {
-    if mode == Mode::Json {
-        if let Ok(line) = serde_json::to_string(event) {
-            let mut out = std::io::stdout().lock();
-            let _ = writeln!(out, "{line}");
-            let _ = out.flush();
+impl Display {
+    /// The display of `corral run`: JSON lines with `--json`, nothing with `--quiet`; else the
+    /// terminal display when stderr is a terminal (the text streamed when stdout is one too),
+    /// plain lines otherwise.
+    pub fn for_run(json: bool, quiet: bool) -> Self {
+        if json {
+            return Self(Arc::new(Kind::Json));
         }
-        return;
+        Self::choose(quiet, std::io::stdout().is_terminal(), false)
     }
-    match event {
-        Event::TextDelta { text } if mode == Mode::Streaming => {
-            let mut out = std::io::stdout().lock();
-            let _ = write!(out, "{text}");
-            let _ = out.flush();
+
+    /// The display of `corral chat`: like `run`'s, with the text always streamed to stdout.
+    pub fn for_chat(quiet: bool) -> Self {
+        Self::choose(quiet, true, true)
+    }
+
+    /// Plain lines on stderr, whatever stderr is (`corral plugins`).
+    pub fn plain() -> Self {
+        Self(Arc::new(Kind::Plain {
+            stream_text: false,
+            text_open: AtomicBool::new(false),
+        }))
+    }
+
+    fn choose(quiet: bool, stream_on_terminal: bool, stream_plain: bool) -> Self {
+        let set = |name: &str| std::env::var_os(name).is_some_and(|v| !v.is_empty());
+        let kind = if quiet {
+            Kind::Quiet
+        } else if std::io::stderr().is_terminal()
+            && std::env::var_os("TERM").is_none_or(|t| t != "dumb")
+        {
+            // Tracing writes to stderr from any thread, which would tear a status line.
+            Kind::Terminal(Terminal::new(
+                !set("NO_COLOR"),
+                !set("RUST_LOG"),
+                stream_on_terminal,
+            ))
+        } else {
+            Kind::Plain {
+                stream_text: stream_plain,
+                text_open: AtomicBool::new(false),
+            }
+        };
+        Self(Arc::new(kind))
+    }
+
+    /// Shows one event.
+    pub fn show(&self, event: &Event) {
+        if let Event::PluginLog {
+            plugin,
+            level,
+            message,
+        } = event
+        {
+            tracing::info!(target: "corral::plugin", %plugin, ?level, "{message}");
         }
+        match &*self.0 {
+            Kind::Json => {
+                if let Ok(line) = serde_json::to_string(event) {
+                    let mut out = std::io::stdout().lock();
+                    let _ = writeln!(out, "{line}");
+                    let _ = out.flush();
+                }
+            }
+            Kind::Quiet => {}
+            Kind::Plain {
+                stream_text,
+                text_open,
+            } => match event {
+                Event::TextDelta { text } if *stream_text => {
+                    let mut out = std::io::stdout().lock();
+                    let _ = write!(out, "{text}");
+                    let _ = out.flush();
+                    text_open.store(!text.ends_with('\n'), Ordering::SeqCst);
+                }
+                _ => {
+                    let line = line(event);
+                    if matches!(event, Event::TurnFinished { .. }) || line.is_some() {
+                        end_text_line(text_open);
+                    }
+                    if let Some(line) = line {
+                        eprintln!("{}", line.text());
+                    }
+                }
+            },
+            Kind::Terminal(terminal) => terminal.show(event),
+        }
+    }
+
+    /// An informational line on stderr (`chat`'s banner); nothing when quiet or JSON.
+    pub fn note(&self, text: &str) {
+        match &*self.0 {
+            Kind::Json | Kind::Quiet => {}
+            Kind::Plain { .. } => eprintln!("{text}"),
+            Kind::Terminal(terminal) => terminal.note(text),
+        }
+    }
+
+    /// `chat`'s input prompt, on stderr; nothing when quiet. A line shown while the prompt waits
+    /// (a background task ending) is written above it on a terminal.
+    pub fn prompt(&self, prompt: &str) {
+        match &*self.0 {
+            Kind::Json | Kind::Quiet => {}
+            Kind::Plain { .. } => {
+                eprint!("{prompt}");
+                let _ = std::io::stderr().flush();
+            }
+            Kind::Terminal(terminal) => terminal.prompt(prompt),
+        }
+    }
+
+    /// A prompt ended, answered or failed: the status line is erased and a line of streamed
+    /// text is ended, so what the command prints next starts on a clean line.
+    pub fn finish(&self) {
+        if let Kind::Terminal(terminal) = &*self.0 {
+            terminal.finish();
+        }
+    }
+
+    /// The final answer of a prompt, on stdout, unless it was streamed there already; call it
+    /// after [`finish`](Self::finish).
+    pub fn answer(&self, text: &str) {
+        let streamed = match &*self.0 {
+            Kind::Json => return,
+            Kind::Quiet => false,
+            Kind::Plain {
+                stream_text,
+                text_open,
+            } => {
+                end_text_line(text_open);
+                *stream_text
+            }
+            Kind::Terminal(terminal) => terminal.streams_text(),
+        };
+        if !streamed {
+            println!("{}", text.trim_end());
+        }
+    }
+}
+
+/// Ends a line of streamed text left open on stdout, so that what follows starts a line.
+fn end_text_line(text_open: &AtomicBool) {
+    if text_open.swap(false, Ordering::SeqCst) {
+        println!();
+    }
+}
+
+/// How a piece of a [`Line`] looks on a terminal with colours; plain lines ignore it.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Tone {
+    Plain,
+    /// A tool's name.
+    Strong,
+    /// Inputs, durations, counts.
+    Dim,
+    /// The `●` of a tool call.
+    Tool,
+    Ok,
+    Error,
+    /// The `◆` of a background task.
+    Background,
+    /// Waits and retries.
+    Warn,
+}
+
+/// One line of the display, in pieces, without its newline.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Line(pub Vec<(Tone, String)>);
+
+impl Line {
+    /// The line's text, as plain lines show it.
+    pub fn text(&self) -> String {
+        self.0.iter().map(|(_, s)| s.as_str()).collect()
+    }
+}
+
+/// The line `event` is shown as, or `None` for an event that is not a line of its own. These
+/// texts are the plain display's fixed formats; the terminal display only colours them.
+pub fn line(event: &Event) -> Option<Line> {
+    use Tone::*;
+    let piece = |tone: Tone, text: &str| (tone, text.to_string());
+    let pieces = match event {
+        Event::ToolCallStarted { name, input, .. } => vec![
+            piece(Tool, "●"),
+            piece(Plain, " "),
+            piece(Strong, name),
+            piece(Plain, " "),
+            piece(Dim, &short_input(input, 100)),
+        ],
         Event::ToolCallFinished {
             name,
             is_error,
             output,
             duration_ms,
             ..
-        } => {
-            let status = if *is_error {
-                format!("error: {}", first_line(output, 120))
+        } => vec![
+            piece(Plain, "  "),
+            piece(Strong, name),
+            piece(Plain, " -> "),
+            if *is_error {
+                piece(Error, &format!("error: {}", first_line(output, 120)))
             } else {
-                "ok".to_string()
-            };
-            eprintln!("  {name} -> {status} ({})", duration(*duration_ms));
-        }
-        Event::BackgroundStarted { task_id, command } => {
-            eprintln!(
-                "◆ background {task_id} started: {}",
-                first_line(command, 100)
-            );
-        }
+                piece(Ok, "ok")
+            },
+            piece(Dim, &format!(" ({})", duration(*duration_ms))),
+        ],
+        Event::BackgroundStarted { task_id, command } => vec![
+            piece(Background, "◆"),
+            piece(Plain, &format!(" background {task_id} started: ")),
+            piece(Dim, &first_line(command, 100)),
+        ],
         Event::BackgroundFinished {
             task_id,
             command,
             status,
+            exit_code,
             runtime_ms,
-            ..
-        } => {
-            eprintln!(
-                "◆ background {task_id} {status} after {}: {}",
-                duration(*runtime_ms),
-                first_line(command, 80)
-            );
-        }
+        } => vec![
+            piece(Background, "◆"),
+            piece(Plain, &format!(" background {task_id} ")),
+            piece(if *exit_code == Some(0) { Ok } else { Error }, status),
+            piece(Plain, &format!(" after {}: ", duration(*runtime_ms))),
+            piece(Dim, &first_line(command, 80)),
+        ],
         Event::WaitingForBackground { running } => {
             let s = if *running == 1 { "" } else { "s" };
-            eprintln!("… waiting for {running} background task{s}");
+            vec![piece(
+                Warn,
+                &format!("… waiting for {running} background task{s}"),
+            )]
         }
         Event::PluginLog {
             plugin,
-            level,
+            level: corral::plugins::LogLevel::Warn | corral::plugins::LogLevel::Error,
             message,
-        } => {
-            tracing::info!(target: "corral::plugin", %plugin, ?level, "{message}");
-            if matches!(
-                level,
-                corral::plugins::LogLevel::Warn | corral::plugins::LogLevel::Error
-            ) {
-                eprintln!("  [{plugin}] {message}");
-            }
-        }
-        Event::ToolCallStarted { name, input, .. } => {
-            eprintln!("● {name} {}", short_input(input, 100));
-        }
+        } => vec![piece(Warn, &format!("  [{plugin}] {message}"))],
         Event::Retrying {
             attempt,
             wait_ms,
             error,
-        } => {
-            eprintln!(
+        } => vec![piece(
+            Warn,
+            &format!(
                 "  retrying in {} (attempt {attempt}): {error}",
                 duration(*wait_ms)
-            );
-        }
-        _ => {}
-    }
+            ),
+        )],
+        Event::Finished { usage, .. } => vec![piece(
+            Dim,
+            &format!(
+                "tokens: {} in, {} out",
+                usage.input_tokens, usage.output_tokens
+            ),
+        )],
+        _ => return None,
+    };
+    Some(Line(pieces))
 }
 
 /// The input of a tool call on one line, cut to `max` characters.
@@ -112,7 +306,8 @@ pub fn short_input(input: &Value, max: usize) -> String {
     first_line(&text, max)
 }
 
-fn first_line(text: &str, max: usize) -> String {
+/// The first line of `text`, cut to `max` characters, with `…` when anything was left out.
+pub fn first_line(text: &str, max: usize) -> String {
     let line = text.lines().next().unwrap_or("");
     let mut short: String = line.chars().take(max).collect();
     if short.len() < text.trim_end().len() {
@@ -126,5 +321,60 @@ pub fn duration(ms: u64) -> String {
         format!("{ms} ms")
     } else {
         format!("{:.1} s", ms as f64 / 1000.0)
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use serde_json::json;
+
+    /// The plain formats scripts and the end-to-end tests read, piece by piece.
+    #[test]
+    fn plain_lines_keep_their_formats() {
+        let text = |event: Event| line(&event).map(|l| l.text());
+        assert_eq!(
+            text(Event::ToolCallStarted {
+                id: "1".into(),
+                name: "bash".into(),
+                input: json!({"command": "cargo test"}),
+            }),
+            Some("● bash cargo test".into())
+        );
+        assert_eq!(
+            text(Event::ToolCallFinished {
+                id: "1".into(),
+                name: "bash".into(),
+                is_error: true,
+                output: "exit code 1\nmore".into(),
+                duration_ms: 12_400,
+            }),
+            Some("  bash -> error: exit code 1… (12.4 s)".into())
+        );
+        assert_eq!(
+            text(Event::BackgroundFinished {
+                task_id: "3f2a9c1e".into(),
+                command: "npm install".into(),
+                status: "completed (exit code 0)".into(),
+                exit_code: Some(0),
+                runtime_ms: 41_200,
+            }),
+            Some("◆ background 3f2a9c1e completed (exit code 0) after 41.2 s: npm install".into())
+        );
+        assert_eq!(
+            text(Event::WaitingForBackground { running: 2 }),
+            Some("… waiting for 2 background tasks".into())
+        );
+        assert_eq!(
+            text(Event::Finished {
+                text: String::new(),
+                usage: corral::llm::Usage {
+                    input_tokens: 1234,
+                    output_tokens: 567,
+                },
+            }),
+            Some("tokens: 1234 in, 567 out".into())
+        );
+        assert_eq!(text(Event::TextDelta { text: "hi".into() }), None);
     }
 }

@@ -5,10 +5,10 @@ use std::process::ExitCode;
 use corral::Agent;
 
 use super::args::RunArgs;
-use super::render::{self, Mode};
+use super::render::Display;
 
 pub async fn run(args: RunArgs) -> anyhow::Result<ExitCode> {
-    let mode = if args.json { Mode::Json } else { Mode::Lines };
+    let display = Display::for_run(args.json, args.agent.quiet);
     let (workspace, policy) = match super::plugins::open(&args.agent.workspace) {
         Ok(opened) => opened,
         Err(code) => return Ok(code),
@@ -21,14 +21,17 @@ pub async fn run(args: RunArgs) -> anyhow::Result<ExitCode> {
     config.wait_for_background = !args.no_wait;
     config.wait_timeout = std::time::Duration::from_secs(args.wait_timeout);
     let mut builder = Agent::builder(workspace.root());
-    for tool in super::plugins::tools(&workspace, &policy, &args.agent.plugin_dirs, mode) {
+    for tool in super::plugins::tools(&workspace, &policy, &args.agent.plugin_dirs, &display) {
         builder = builder.tool(tool);
     }
     let built = builder
         .config(config)
         .provider(provider)
         .session(args.agent.session())
-        .on_event(move |event| render::render(mode, event))
+        .on_event({
+            let display = display.clone();
+            move |event| display.show(event)
+        })
         .build();
     let mut agent = match built {
         Ok(agent) => agent,
@@ -38,6 +41,7 @@ pub async fn run(args: RunArgs) -> anyhow::Result<ExitCode> {
     let result = tokio::select! {
         result = agent.prompt(&prompt) => result,
         signal = super::signals::interrupted() => {
+            display.finish();
             let killed = corral::process::kill_all_groups();
             agent.shutdown();
             eprintln!("corral: {signal}; stopped {killed} running command(s); session {} kept", agent.session_id());
@@ -45,15 +49,14 @@ pub async fn run(args: RunArgs) -> anyhow::Result<ExitCode> {
         }
     };
     agent.shutdown();
+    display.finish();
     match result {
         Ok(outcome) => {
-            if mode != Mode::Json {
-                println!("{}", outcome.text.trim_end());
-            }
+            display.answer(&outcome.text);
             Ok(ExitCode::SUCCESS)
         }
         Err(error) => {
-            if mode == Mode::Json {
+            if args.json {
                 let line = serde_json::json!({"type": "error", "message": error.to_string()});
                 println!("{line}");
             }
