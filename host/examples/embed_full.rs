@@ -81,18 +81,11 @@ fn plugin_tools(
     let log: plugins::LogSink =
         Arc::new(|plugin, level, message| eprintln!("[{plugin} {level:?}] {message}"));
     // Names a plugin may not take: the built-in tools' and ours.
-    let taken: Vec<String> = [
-        "bash",
-        "read_file",
-        "write_file",
-        "edit_file",
-        "background_run",
-        "check_background",
-        "kill_background",
-        "take_note",
-    ]
-    .map(String::from)
-    .into();
+    let taken: Vec<String> = corral::tools::BUILT_IN_TOOLS
+        .iter()
+        .chain(&["take_note"])
+        .map(|s| s.to_string())
+        .collect();
     let set = plugins::load_dirs(
         &runtime,
         &[workspace.state_dir().join("plugins")],

@@ -160,3 +160,18 @@ impl AgentBuilder {
         })
     }
 }
+
+#[cfg(test)]
+mod tests {
+    /// The registry offers exactly the names `BUILT_IN_TOOLS` lists, which the plugin loader
+    /// keeps plugins from taking.
+    #[test]
+    fn built_in_names_are_the_registered_ones() {
+        let dir = tempfile::tempdir().expect("tempdir");
+        let agent = super::super::Agent::builder(dir.path())
+            .build()
+            .expect("agent");
+        let names: Vec<&str> = agent.tools().names().collect();
+        assert_eq!(names, crate::tools::BUILT_IN_TOOLS);
+    }
+}

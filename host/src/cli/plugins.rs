@@ -13,17 +13,6 @@ use corral::workspace::Workspace;
 use super::args::PluginsArgs;
 use super::render::Display;
 
-/// The tool names corral itself offers; a plugin cannot take them.
-pub const BUILT_IN: &[&str] = &[
-    "bash",
-    "read_file",
-    "write_file",
-    "edit_file",
-    "background_run",
-    "check_background",
-    "kill_background",
-];
-
 /// The plugin folders, in order: the workspace's, the user's, the settings files', `--plugins`.
 fn dirs(workspace: &Workspace, policy: &Policy, extra: &[PathBuf]) -> Vec<PathBuf> {
     let mut dirs = vec![workspace.state_dir().join("plugins")];
@@ -49,7 +38,10 @@ pub fn load(
             return (PluginSet::default(), Vec::new());
         }
     };
-    let taken: Vec<String> = BUILT_IN.iter().map(|s| s.to_string()).collect();
+    let taken: Vec<String> = corral::tools::BUILT_IN_TOOLS
+        .iter()
+        .map(|s| s.to_string())
+        .collect();
     let display = display.clone();
     let log: plugins::LogSink = Arc::new(move |plugin, level, message| {
         display.show(&Event::PluginLog {

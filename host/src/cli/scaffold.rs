@@ -157,7 +157,7 @@ fn check_name(name: &str) -> Result<(), String> {
             "bad plugin name `{name}`: at most {MAX_NAME} characters"
         ));
     }
-    if super::plugins::BUILT_IN.contains(&name) {
+    if corral::tools::BUILT_IN_TOOLS.contains(&name) {
         return Err(format!(
             "bad plugin name `{name}`: corral has a built-in tool of that name"
         ));

@@ -22,6 +22,18 @@ pub use registry::{DuplicateTool, ToolRegistry};
 
 use crate::llm::{BoxFuture, ToolSpec};
 
+/// The names of the built-in tools, in the order they are offered (the shell tools only when
+/// the shell is enabled). Plugins cannot take these names.
+pub const BUILT_IN_TOOLS: &[&str] = &[
+    "bash",
+    "read_file",
+    "write_file",
+    "edit_file",
+    "background_run",
+    "check_background",
+    "kill_background",
+];
+
 /// Something the model can call.
 ///
 /// Implementations hold what they need (the workspace, the background manager, a plugin) and
