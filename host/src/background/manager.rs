@@ -14,6 +14,8 @@ use crate::workspace::Workspace;
 
 /// Characters of output a notification carries.
 const NOTIFICATION_TAIL: usize = 2000;
+/// Stack of a task's thread: it only spawns, polls and copies output (buffers are on the heap).
+const TASK_THREAD_STACK: usize = 256 * 1024;
 /// Time between SIGTERM and SIGKILL when a task is ended.
 const GRACE: Duration = Duration::from_secs(2);
 
@@ -172,6 +174,7 @@ impl BackgroundManager {
         };
         let spawned = std::thread::Builder::new()
             .name(format!("bg-{id}"))
+            .stack_size(TASK_THREAD_STACK)
             .spawn(move || job.run());
         if let Err(e) = spawned {
             let error = format!("no thread for the task: {e}");
