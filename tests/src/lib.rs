@@ -21,4 +21,4 @@ pub mod server;
 
 pub use cli::{Corral, RunOutput};
 pub use openai_server::{Completion, OpenAiServer};
-pub use server::{Reply, ScriptedServer, Turn, tool_use};
+pub use server::{Reply, ScriptedServer, ToolResult, Turn, tool_results, tool_use};

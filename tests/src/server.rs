@@ -230,3 +230,31 @@ pub fn sse_events(turn: &Turn) -> Vec<(String, Value)> {
     events.push(("message_stop".into(), json!({"type": "message_stop"})));
     events
 }
+
+/// One `tool_result` block of a request.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct ToolResult {
+    pub id: String,
+    pub is_error: bool,
+    pub content: String,
+}
+
+/// The `tool_result` blocks of the last message of a request body, in order.
+pub fn tool_results(body: &Value) -> Vec<ToolResult> {
+    let last = body["messages"]
+        .as_array()
+        .and_then(|m| m.last())
+        .cloned()
+        .unwrap_or(Value::Null);
+    last["content"]
+        .as_array()
+        .into_iter()
+        .flatten()
+        .filter(|b| b["type"] == "tool_result")
+        .map(|b| ToolResult {
+            id: b["tool_use_id"].as_str().unwrap_or("").to_string(),
+            is_error: b["is_error"].as_bool().unwrap_or(false),
+            content: b["content"].as_str().unwrap_or("").to_string(),
+        })
+        .collect()
+}

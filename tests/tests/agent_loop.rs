@@ -7,20 +7,9 @@ use serde_json::{Value, json};
 
 /// The tool_result blocks of the last user message of a request, as (id, is_error, content).
 fn results(body: &Value) -> Vec<(String, bool, String)> {
-    let messages = body["messages"].as_array().expect("messages");
-    let last = messages.last().expect("a message");
-    last["content"]
-        .as_array()
-        .expect("content")
-        .iter()
-        .filter(|b| b["type"] == "tool_result")
-        .map(|b| {
-            (
-                b["tool_use_id"].as_str().unwrap_or("").to_string(),
-                b["is_error"].as_bool().unwrap_or(false),
-                b["content"].as_str().unwrap_or("").to_string(),
-            )
-        })
+    corral_tests::tool_results(body)
+        .into_iter()
+        .map(|r| (r.id, r.is_error, r.content))
         .collect()
 }
 

@@ -21,19 +21,11 @@ fn plugin_dir(corral: &Corral, names: &[&str]) -> PathBuf {
     dir
 }
 
+/// The tool results of the last message of a request, as (is_error, content).
 fn results(body: &Value) -> Vec<(bool, String)> {
-    let last = body["messages"].as_array().unwrap().last().unwrap().clone();
-    last["content"]
-        .as_array()
-        .unwrap()
-        .iter()
-        .filter(|b| b["type"] == "tool_result")
-        .map(|b| {
-            (
-                b["is_error"].as_bool().unwrap_or(false),
-                b["content"].as_str().unwrap_or("").to_string(),
-            )
-        })
+    corral_tests::tool_results(body)
+        .into_iter()
+        .map(|r| (r.is_error, r.content))
         .collect()
 }
 

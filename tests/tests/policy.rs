@@ -26,18 +26,9 @@ fn call_tools(corral: &Corral, calls: Vec<Value>) -> Vec<(bool, String)> {
     corral.run(Some(&server), &["run", "go"]).assert_code(0);
     server.assert_clean();
     let body = server.bodies().pop().unwrap();
-    let last = body["messages"].as_array().unwrap().last().unwrap().clone();
-    last["content"]
-        .as_array()
-        .unwrap()
-        .iter()
-        .filter(|b| b["type"] == "tool_result")
-        .map(|b| {
-            (
-                b["is_error"].as_bool().unwrap_or(false),
-                b["content"].as_str().unwrap().to_string(),
-            )
-        })
+    corral_tests::tool_results(&body)
+        .into_iter()
+        .map(|r| (r.is_error, r.content))
         .collect()
 }
 
