@@ -237,6 +237,13 @@ fn no_wait_exits_and_leaves_no_orphan() {
             json!({"command": "echo $$ > pid; sleep 100 & sleep 100"}),
         )])
         .into(),
+        // The task has surely started (its pid is on disk) before the model ends its turn.
+        Turn::tools(vec![tool_use(
+            "w",
+            "bash",
+            json!({"command": "while [ ! -s pid ]; do sleep 0.05; done", "timeout_secs": 60}),
+        )])
+        .into(),
         Turn::text("started").into(),
     ]);
     let started = Instant::now();
@@ -258,6 +265,13 @@ fn untimed_tasks_do_not_hold_corral_and_die_with_it() {
             "r",
             "background_run",
             json!({"command": "echo $$ > pid; exec sleep 300", "timeout_secs": 0}),
+        )])
+        .into(),
+        // The task has surely started (its pid is on disk) before the model ends its turn.
+        Turn::tools(vec![tool_use(
+            "w",
+            "bash",
+            json!({"command": "while [ ! -s pid ]; do sleep 0.05; done", "timeout_secs": 60}),
         )])
         .into(),
         Turn::text("server up").into(),
@@ -520,4 +534,47 @@ fn limits_and_bad_input_give_clear_errors() {
     assert_eq!(bg.running().len(), 2);
     bg.kill_all("test over");
     assert!(bg.running().is_empty());
+}
+
+/// In `corral chat`, `/tasks` lists the background tasks and `/kill` stops one (an unknown id is
+/// a clear error); leaving the chat stops what is still running.
+#[test]
+fn chat_lists_and_kills_tasks() {
+    let corral = Corral::new();
+    let server = ScriptedServer::start(vec![
+        Turn::tools(vec![tool_use(
+            "r",
+            "background_run",
+            json!({"command": "echo $$ > pid; sleep 300"}),
+        )])
+        .into(),
+        Turn::tools(vec![tool_use(
+            "w",
+            "bash",
+            json!({"command": "while [ ! -s pid ]; do sleep 0.05; done", "timeout_secs": 60}),
+        )])
+        .into(),
+        Turn::text("started it").into(),
+    ]);
+    let out = corral.run_with_input(
+        Some(&server),
+        &["chat"],
+        "start the server\n/tasks\n/kill nope\n/exit\n",
+    );
+    out.assert_code(0);
+    server.assert_clean();
+    let line = out
+        .stderr
+        .lines()
+        .find(|l| l.contains("running") && l.contains("sleep 300"));
+    assert!(line.is_some(), "/tasks listed nothing:\n{}", out.stderr);
+    assert!(
+        out.stderr.contains("no background task `nope`"),
+        "{}",
+        out.stderr
+    );
+    assert!(
+        group_gone(read_pid(&corral.path("pid"))),
+        "the task outlived the chat"
+    );
 }
