@@ -10,12 +10,14 @@
 #   scripts/local-model.sh prebuild       start `build` in the background at the lowest priority
 #                                         unless it is cached or running; return at once (the test
 #                                         crate's build.rs calls this; log: CACHE/build.log)
-#   scripts/local-model.sh serve [PORT]   run the server in the foreground (default port 8080)
+#   scripts/local-model.sh serve [PORT]   run the server in the foreground (default port 8080;
+#                                         0: a free one, named in its `listening on` line)
 #   scripts/local-model.sh start [PORT]   run it in the background (default: a free port), wait
 #                                         until /health answers, print `port=P pid=N log=FILE`
+#                                         (for `eval`)
 #   scripts/local-model.sh stop PID       stop a server that `start` started
 #
-# Needs: bash, python3 with pip (reaching PyPI), a C++17 compiler (g++ or clang++), curl.
+# Needs: bash, curl, python3 with pip (reaching PyPI), a C++17 compiler (g++ or clang++).
 # cmake and ninja come from PyPI when they are not on PATH.
 #
 # Everything is cached outside the clone, keyed by version, under
@@ -166,10 +168,6 @@ prebuild() {
     setsid nice -n 19 bash "${BASH_SOURCE[0]}" build </dev/null >"$CACHE/build.log" 2>&1 &
 }
 
-free_port() {
-    "$PYTHON" -c 'import socket; s = socket.socket(); s.bind(("127.0.0.1", 0)); print(s.getsockname()[1])'
-}
-
 # The server's command line (after the binary) for port $1.
 server_args() {
     echo -m "$(model_path)" --host 127.0.0.1 --port "$1" \
@@ -184,16 +182,25 @@ serve() {
     exec "$SERVER_BIN" $(server_args "$port")
 }
 
+# The port the server of log $1 listens on, once it says so.
+listening_port() {
+    sed -n 's|.*listening on http://127\.0\.0\.1:\([0-9]*\).*|\1|p' "$1" 2>/dev/null | head -n 1
+}
+
 start() {
-    local port=${1:-}
+    local port=${1:-0}
     build
-    [[ -n $port ]] || port=$(free_port)
-    local log=$CACHE/llama-server-$port.log
+    local log
+    log=$(mktemp "${TMPDIR:-/tmp}/llama-server.XXXXXX.log")
+    # In the caller's process group, so whoever ends that group ends the server too.
     # shellcheck disable=SC2046
-    setsid "$SERVER_BIN" $(server_args "$port") </dev/null >"$log" 2>&1 &
+    "$SERVER_BIN" $(server_args "$port") </dev/null >"$log" 2>&1 &
     local pid=$!
-    local deadline=$((SECONDS + ${CORRAL_SERVER_WAIT:-120}))
-    until curl -fsS "http://127.0.0.1:$port/health" >/dev/null 2>&1; do
+    local wait=${CORRAL_SERVER_WAIT:-120}
+    local deadline=$((SECONDS + wait))
+    local bound=
+    until [[ -n $bound ]] && curl -fsS "http://127.0.0.1:$bound/health" >/dev/null 2>&1; do
+        [[ -n $bound ]] || bound=$(listening_port "$log")
         if ! kill -0 "$pid" 2>/dev/null; then
             tail -n 30 "$log" >&2
             die "llama-server exited before it was ready (log: $log)"
@@ -201,11 +208,11 @@ start() {
         if ((SECONDS > deadline)); then
             kill "$pid" 2>/dev/null || true
             tail -n 30 "$log" >&2
-            die "llama-server was not ready within ${CORRAL_SERVER_WAIT:-120} s (log: $log)"
+            die "llama-server was not ready within $wait s (log: $log)"
         fi
         sleep 0.2
     done
-    echo "port=$port pid=$pid log=$log"
+    echo "port=$bound pid=$pid log=$log"
 }
 
 stop() {

@@ -16,13 +16,14 @@
 
 use std::collections::HashMap;
 use std::io::{Read, Write};
-use std::net::{TcpListener, TcpStream};
+use std::net::TcpStream;
 use std::os::unix::process::CommandExt;
 use std::path::PathBuf;
 use std::process::{Child, Command, Stdio};
 use std::sync::{Arc, OnceLock};
 use std::time::{Duration, Instant};
 
+use corral_tests::cargo::repo_root;
 use corral_tests::{Corral, RunOutput};
 use serde_json::Value;
 
@@ -121,50 +122,53 @@ impl LocalModel {
             skip(test, &why);
             return None;
         }
-        for _ in 0..3 {
-            let port = free_port();
-            let log = tempfile::NamedTempFile::new().expect("tempfile");
-            let mut cmd = Command::new("bash");
-            cmd.arg(script())
-                .args(["serve", &port.to_string()])
-                .stdin(Stdio::null())
-                .stdout(log.reopen().expect("reopen"))
-                .stderr(log.reopen().expect("reopen"))
-                .process_group(0);
-            // `serve` execs llama-server, so this child is the server itself.
-            unsafe {
-                cmd.pre_exec(|| {
-                    libc::prctl(libc::PR_SET_PDEATHSIG, libc::SIGKILL);
-                    Ok(())
-                });
-            }
-            let child = cmd.spawn().expect("spawn scripts/local-model.sh serve");
-            let mut server = Self { child, port, log };
-            match server.wait_ready() {
-                Ok(()) => return Some(server),
-                // Another process took the port between our probe and the server's bind.
-                Err(log) if log.contains("bind") || log.contains("in use") => continue,
-                Err(log) => panic!("llama-server did not start:\n{log}"),
-            }
+        let log = tempfile::NamedTempFile::new().expect("tempfile");
+        let mut cmd = Command::new("bash");
+        // Port 0: the server binds a free port and names it in its log.
+        cmd.arg(script())
+            .args(["serve", "0"])
+            .stdin(Stdio::null())
+            .stdout(log.reopen().expect("reopen"))
+            .stderr(log.reopen().expect("reopen"))
+            .process_group(0);
+        // `serve` execs llama-server, so this child is the server itself.
+        unsafe {
+            cmd.pre_exec(|| {
+                libc::prctl(libc::PR_SET_PDEATHSIG, libc::SIGKILL);
+                Ok(())
+            });
         }
-        panic!("llama-server found no free port in 3 tries");
+        let child = cmd.spawn().expect("spawn scripts/local-model.sh serve");
+        let mut server = Self {
+            child,
+            port: 0,
+            log,
+        };
+        if let Err(why) = server.wait_ready() {
+            panic!("llama-server did not start: {why}");
+        }
+        Some(server)
     }
 
-    /// Waits until `/health` answers 200; `Err(log)` if the server exits or is too slow.
+    /// Waits until the log names the port and `/health` there answers 200; `Err(log)` if the
+    /// server exits or is too slow.
     fn wait_ready(&mut self) -> Result<(), String> {
         let deadline = Instant::now() + READY_TIMEOUT;
         loop {
-            if health(self.port) {
+            if self.port == 0 {
+                self.port = listening_port(&self.log()).unwrap_or(0);
+            }
+            if self.port != 0 && health(self.port) {
                 return Ok(());
             }
             if let Ok(Some(status)) = self.child.try_wait() {
-                return Err(format!("exited ({status}):\n{}", read(self.log.path())));
+                return Err(format!("exited ({status}):\n{}", self.log()));
             }
             if Instant::now() > deadline {
                 kill_group(&mut self.child);
                 return Err(format!(
                     "not ready within {READY_TIMEOUT:?}:\n{}",
-                    read(self.log.path())
+                    self.log()
                 ));
             }
             std::thread::sleep(Duration::from_millis(100));
@@ -187,9 +191,12 @@ impl Drop for LocalModel {
     }
 }
 
-fn free_port() -> u16 {
-    let listener = TcpListener::bind("127.0.0.1:0").expect("bind 127.0.0.1:0");
-    listener.local_addr().expect("local addr").port()
+/// The port of llama-server's `listening on http://127.0.0.1:PORT` log line.
+fn listening_port(log: &str) -> Option<u16> {
+    let marker = "listening on http://127.0.0.1:";
+    let rest = &log[log.find(marker)? + marker.len()..];
+    let digits: String = rest.chars().take_while(char::is_ascii_digit).collect();
+    digits.parse().ok()
 }
 
 /// Whether `GET /health` answers 200.
@@ -448,6 +455,77 @@ fn default_tools_bash_call_over_both_apis() {
         let (corral, out) = run(&server, api, true, Tools::Default);
         assert_protocol(&corral, &server, Tools::Default, &out);
     }
+}
+
+/// The README's "Run against a local model" block runs as it is, from the repository root with
+/// this build's `corral` on `PATH`: build, start, a run over each API, stop. It exits 0, and
+/// nothing it started is left in its process group.
+#[test]
+fn readme_commands_run() {
+    let test = "readme_commands_run";
+    if let Err(why) = built() {
+        skip(test, &why);
+        return;
+    }
+    let readme = std::fs::read_to_string(repo_root().join("README.md")).expect("README.md");
+    let section = &readme[readme
+        .find("### Run against a local model")
+        .expect("the README's local model section")..];
+    let start = section.find("```sh\n").expect("a sh block") + "```sh\n".len();
+    let block = &section[start..start + section[start..].find("```").expect("its end")];
+
+    let corral = Corral::new();
+    let bin_dir = Corral::bin().parent().expect("bin dir").to_path_buf();
+    let path = std::env::var_os("PATH").unwrap_or_default();
+    let mut dirs = vec![bin_dir];
+    dirs.extend(std::env::split_paths(&path));
+    let out = tempfile::NamedTempFile::new().expect("tempfile");
+    let mut cmd = corral.command_for(std::path::Path::new("bash"), None);
+    cmd.args(["-ec", block])
+        .current_dir(repo_root())
+        .env("PATH", std::env::join_paths(dirs).expect("PATH"))
+        .env("CORRAL_CACHE_DIR", cache_dir())
+        .env("TMPDIR", corral.workspace.path())
+        .stdout(out.reopen().expect("reopen"))
+        .stderr(out.reopen().expect("reopen"))
+        .process_group(0);
+    let mut child = cmd.spawn().expect("spawn bash");
+    let group = child.id() as i32;
+    let deadline = Instant::now() + READY_TIMEOUT + 2 * corral_tests::cli::RUN_TIMEOUT;
+    let status = loop {
+        if let Some(status) = child.try_wait().expect("try_wait") {
+            break Some(status);
+        }
+        if Instant::now() > deadline {
+            break None;
+        }
+        std::thread::sleep(Duration::from_millis(100));
+    };
+    // Whatever is left of the group (a server the block failed to stop) goes now.
+    let left = unsafe { libc::kill(-group, 0) } == 0;
+    unsafe { libc::kill(-group, libc::SIGKILL) };
+    let _ = child.wait();
+    let output = read(out.path());
+    let status = status.unwrap_or_else(|| panic!("the block took too long:\n{output}"));
+    assert!(
+        status.success(),
+        "the README block failed ({status}):\n{block}\n---\n{output}"
+    );
+    assert!(!left, "the README block left a process running:\n{output}");
+}
+
+/// The cache the script uses, as it finds it from this process's environment; the block runs
+/// with a temp home, which must not mean a cold build.
+fn cache_dir() -> PathBuf {
+    if let Some(dir) = std::env::var_os("CORRAL_CACHE_DIR") {
+        return dir.into();
+    }
+    let base = std::env::var_os("XDG_CACHE_HOME")
+        .map(PathBuf::from)
+        .unwrap_or_else(|| {
+            PathBuf::from(std::env::var_os("HOME").unwrap_or_else(|| "/tmp".into())).join(".cache")
+        });
+    base.join("corral")
 }
 
 /// Starts a server and checks one run's protocol.
