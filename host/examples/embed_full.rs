@@ -13,7 +13,7 @@ use std::sync::{Arc, Mutex};
 use corral::llm::{
     Anthropic, AnthropicConfig, BoxFuture, OpenAi, OpenAiConfig, Provider, ToolSpec,
 };
-use corral::plugins::{self, PluginTool, Runtime};
+use corral::plugins::{self, Runtime, WorkspacePlugins};
 use corral::policy::{self, Policy};
 use corral::tools::{Tool, ToolError};
 use corral::{Agent, AgentConfig, Event, Workspace};
@@ -80,32 +80,19 @@ fn plugin_tools(
     let runtime = Runtime::new()?;
     let log: plugins::LogSink =
         Arc::new(|plugin, level, message| eprintln!("[{plugin} {level:?}] {message}"));
-    // Names a plugin may not take: the built-in tools' and ours.
-    let taken: Vec<String> = corral::tools::BUILT_IN_TOOLS
-        .iter()
-        .chain(&["take_note"])
-        .map(|s| s.to_string())
-        .collect();
-    let set = plugins::load_dirs(
-        &runtime,
-        &[workspace.state_dir().join("plugins")],
-        plugins::default_cache_dir().as_deref(),
-        &taken,
-        log,
-    );
-    for error in &set.errors {
+    let found = WorkspacePlugins::load(&runtime, workspace, policy, &[], log);
+    for error in &found.errors {
         eprintln!("{error}");
     }
-    let mut tools = Vec::new();
-    for plugin in &set.plugins {
-        let name = &plugin.manifest.name;
-        let granted = policy.plugin(name);
-        let rights = policy::rights(name, &plugin.manifest.capabilities, &granted);
+    for plugin in &found.plugins {
+        let rights = WorkspacePlugins::rights(plugin, policy);
         for refused in &rights.asked_not_granted {
-            eprintln!("plugin {name}: {refused} is not granted");
+            eprintln!("plugin {}: {refused} is not granted", plugin.manifest.name);
         }
-        let grants = policy::grants(workspace, &rights, &granted)?;
-        tools.extend(PluginTool::for_plugin(plugin, grants, granted.limits));
+    }
+    let (tools, problems) = found.tools(workspace, policy);
+    for problem in problems {
+        eprintln!("{problem}");
     }
     Ok(tools)
 }

@@ -5,43 +5,28 @@ use std::process::ExitCode;
 use std::sync::Arc;
 
 use corral::Event;
-use corral::plugins::{self, LoadedPlugin, PluginSet, PluginTool, Runtime};
-use corral::policy::{self, Policy, Rights};
+use corral::plugins::{self, Runtime, WorkspacePlugins};
+use corral::policy::{self, Policy};
 use corral::tools::Tool;
 use corral::workspace::Workspace;
 
 use super::args::PluginsArgs;
 use super::render::Display;
 
-/// The plugin folders, in order: the workspace's, the user's, the settings files', `--plugins`.
-fn dirs(workspace: &Workspace, policy: &Policy, extra: &[PathBuf]) -> Vec<PathBuf> {
-    let mut dirs = vec![workspace.state_dir().join("plugins")];
-    if let Some(config) = dirs::config_dir() {
-        dirs.push(config.join("corral").join("plugins"));
-    }
-    dirs.extend(policy.plugin_dirs.iter().cloned());
-    dirs.extend(extra.iter().cloned());
-    dirs
-}
-
-/// The plugins that load, minus those the policy disables (named in the second list).
+/// The plugins of the workspace under its policy; plugin log lines go to `display`.
 pub fn load(
     workspace: &Workspace,
     policy: &Policy,
     extra: &[PathBuf],
     display: &Display,
-) -> (PluginSet, Vec<LoadedPlugin>) {
+) -> WorkspacePlugins {
     let runtime = match Runtime::new() {
         Ok(runtime) => runtime,
         Err(error) => {
             eprintln!("corral: the plugin runtime could not start: {error}");
-            return (PluginSet::default(), Vec::new());
+            return WorkspacePlugins::default();
         }
     };
-    let taken: Vec<String> = corral::tools::BUILT_IN_TOOLS
-        .iter()
-        .map(|s| s.to_string())
-        .collect();
     let display = display.clone();
     let log: plugins::LogSink = Arc::new(move |plugin, level, message| {
         display.show(&Event::PluginLog {
@@ -50,29 +35,7 @@ pub fn load(
             message: message.to_string(),
         })
     });
-    let cache = plugins::default_cache_dir();
-    let mut set = plugins::load_dirs(
-        &runtime,
-        &dirs(workspace, policy, extra),
-        cache.as_deref(),
-        &taken,
-        log,
-    );
-    let (disabled, kept) = set
-        .plugins
-        .drain(..)
-        .partition(|p| policy.disabled.contains(&p.manifest.name));
-    set.plugins = kept;
-    (set, disabled)
-}
-
-/// The rights of a loaded plugin under `policy`.
-pub fn rights_of(plugin: &LoadedPlugin, policy: &Policy) -> Rights {
-    policy::rights(
-        &plugin.manifest.name,
-        &plugin.manifest.capabilities,
-        &policy.plugin(&plugin.manifest.name),
-    )
+    WorkspacePlugins::load(&runtime, workspace, policy, extra, log)
 }
 
 /// The tools of every plugin that loads, each with what the workspace grants it; a line on
@@ -83,23 +46,13 @@ pub fn tools(
     extra: &[PathBuf],
     display: &Display,
 ) -> Vec<Arc<dyn Tool>> {
-    let (set, _disabled) = load(workspace, policy, extra, display);
-    for error in &set.errors {
+    let found = load(workspace, policy, extra, display);
+    for error in &found.errors {
         eprintln!("corral: {error}");
     }
-    let mut tools = Vec::new();
-    for plugin in &set.plugins {
-        let plugin_policy = policy.plugin(&plugin.manifest.name);
-        let rights = rights_of(plugin, policy);
-        match policy::grants(workspace, &rights, &plugin_policy) {
-            Ok(grants) => {
-                tools.extend(PluginTool::for_plugin(plugin, grants, plugin_policy.limits))
-            }
-            Err(error) => eprintln!(
-                "corral: plugin {} skipped: its grants could not be prepared: {error}",
-                plugin.manifest.name
-            ),
-        }
+    let (tools, problems) = found.tools(workspace, policy);
+    for problem in problems {
+        eprintln!("corral: {problem}");
     }
     tools
 }
@@ -123,14 +76,15 @@ pub fn list(args: PluginsArgs) -> anyhow::Result<ExitCode> {
         Ok(opened) => opened,
         Err(code) => return Ok(code),
     };
-    let (set, disabled) = load(&workspace, &policy, &args.plugin_dirs, &Display::plain());
+    let set = load(&workspace, &policy, &args.plugin_dirs, &Display::plain());
+    let disabled = &set.disabled;
     if args.json {
         let plugins: Vec<_> = set
             .plugins
             .iter()
             .map(|p| {
                 serde_json::json!({
-                    "manifest": &*p.manifest, "file": p.file, "source": p.source, "rights": rights_of(p, &policy)
+                    "manifest": &*p.manifest, "file": p.file, "source": p.source, "rights": WorkspacePlugins::rights(p, &policy)
                 })
             })
             .collect();
@@ -155,7 +109,7 @@ pub fn list(args: PluginsArgs) -> anyhow::Result<ExitCode> {
         );
         let tools: Vec<&str> = m.tools.iter().map(|t| t.name.as_str()).collect();
         println!("  tools: {}", tools.join(", "));
-        let rights = rights_of(p, &policy);
+        let rights = WorkspacePlugins::rights(p, &policy);
         let c = &m.capabilities;
         for (kind, list) in [
             ("read", &c.read),
@@ -172,7 +126,7 @@ pub fn list(args: PluginsArgs) -> anyhow::Result<ExitCode> {
             }
         }
     }
-    for p in &disabled {
+    for p in disabled {
         println!(
             "{} {} ({}) - disabled in {}",
             p.manifest.name,

@@ -5,7 +5,9 @@ use std::process::ExitCode;
 use corral::policy::{self, Policy};
 
 use super::args::{PolicyArgs, PolicyCommand};
-use super::plugins::{load, open, rights_of};
+use corral::plugins::WorkspacePlugins;
+
+use super::plugins::{load, open};
 use super::render::Display;
 
 pub fn policy(args: PolicyArgs) -> anyhow::Result<ExitCode> {
@@ -13,8 +15,12 @@ pub fn policy(args: PolicyArgs) -> anyhow::Result<ExitCode> {
         Ok(opened) => opened,
         Err(code) => return Ok(code),
     };
-    let (set, _disabled) = load(&workspace, &policy, &args.plugin_dirs, &Display::plain());
-    let rights: Vec<_> = set.plugins.iter().map(|p| rights_of(p, &policy)).collect();
+    let set = load(&workspace, &policy, &args.plugin_dirs, &Display::plain());
+    let rights: Vec<_> = set
+        .plugins
+        .iter()
+        .map(|p| WorkspacePlugins::rights(p, &policy))
+        .collect();
     match args.command {
         PolicyCommand::Show { json } => {
             if json {

@@ -5,22 +5,25 @@
 //! folders are scanned; each component is compiled once (then cached), pre-instantiated, and
 //! asked for its manifest. Every tool call gets a fresh `Store` with the plugin's grants (deny
 //! by default), a deadline (epoch interruption), and a memory limit. A trap, a deadline or a
-//! limit becomes an error result naming the cause, and the next call starts clean.
+//! limit becomes an error result naming the cause, and the next call starts clean. What a call
+//! may reach comes from [`crate::policy`]: its [`Grants`] and [`Limits`].
 
 mod bindings;
 mod cache;
 mod engine;
-mod grants;
 mod loader;
 mod output;
 mod plugin;
 mod state;
 mod tool;
+mod workspace;
 
 pub use cache::{Source, default_cache_dir};
 pub use engine::Runtime;
-pub use grants::{DirGrant, GUEST_ROOT, Grants};
 pub use loader::{LoadError, PluginSet, load_dirs};
-pub use plugin::{CallError, Capabilities, Limits, LoadedPlugin, Manifest, ToolInfo};
+pub use plugin::{CallError, LoadedPlugin, Manifest, ToolInfo};
+// The policy types a plugin call takes, for callers that build them directly.
+pub use crate::policy::{Capabilities, DirGrant, GUEST_ROOT, Grants, Limits};
 pub use state::{LogLevel, LogSink};
 pub use tool::PluginTool;
+pub use workspace::{WorkspacePlugins, plugin_dirs};

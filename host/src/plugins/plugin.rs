@@ -2,7 +2,6 @@
 
 use std::path::PathBuf;
 use std::sync::Arc;
-use std::time::Duration;
 
 use serde::Serialize;
 use wasmtime::component::ResourceTable;
@@ -11,9 +10,9 @@ use wasmtime_wasi_http::WasiHttpCtx;
 
 use super::bindings::{self, PluginPre};
 use super::engine::{EPOCH_TICK, Runtime};
-use super::grants::Grants;
 use super::output::CapturedOutput;
 use super::state::{CallState, LogSink, NetworkGate};
+use crate::policy::{Capabilities, Grants, Limits};
 
 /// Bytes of guest stdout and stderr kept per call.
 const CAPTURE_BYTES: usize = 64 * 1024;
@@ -21,24 +20,6 @@ const CAPTURE_BYTES: usize = 64 * 1024;
 const MAX_HANDLES: usize = 10_000;
 /// Bytes one guest-to-host call may transfer (wasmtime's "hostcall fuel"; its default is 128 MiB).
 const HOSTCALL_FUEL: usize = 16 * 1024 * 1024;
-
-/// The limits of every call of one plugin.
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
-pub struct Limits {
-    /// Wall-clock deadline of one call (10 s).
-    pub timeout: Duration,
-    /// Linear memory of one call (64 MiB); a grow past it traps.
-    pub memory: usize,
-}
-
-impl Default for Limits {
-    fn default() -> Self {
-        Self {
-            timeout: Duration::from_secs(10),
-            memory: 64 * 1024 * 1024,
-        }
-    }
-}
 
 /// What a plugin says of itself (its `manifest` export).
 #[derive(Debug, Clone, PartialEq, Eq, Serialize)]
@@ -57,15 +38,6 @@ pub struct ToolInfo {
     pub description: String,
     /// The JSON Schema text.
     pub input_schema: String,
-}
-
-/// What a plugin asks to reach.
-#[derive(Debug, Clone, Default, PartialEq, Eq, Serialize, serde::Deserialize)]
-pub struct Capabilities {
-    pub read: Vec<String>,
-    pub write: Vec<String>,
-    pub network: Vec<String>,
-    pub env: Vec<String>,
 }
 
 /// How a call ended, when it did not return a result.

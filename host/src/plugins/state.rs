@@ -9,7 +9,7 @@ use wasmtime_wasi::{WasiCtx, WasiCtxView, WasiView};
 use wasmtime_wasi_http::{WasiHttpCtx, WasiHttpCtxView, WasiHttpHooks, WasiHttpView};
 
 use super::bindings::corral::plugin::{host, types};
-use super::grants::Grants;
+use crate::policy::Grants;
 
 /// Where plugin log lines go: (plugin name, level, message).
 pub type LogSink = Arc<dyn Fn(&str, LogLevel, &str) + Send + Sync>;

@@ -5,9 +5,9 @@ use std::time::Duration;
 
 use serde_json::Value;
 
-use super::grants::Grants;
-use super::plugin::{CallError, Limits, LoadedPlugin};
+use super::plugin::{CallError, LoadedPlugin};
 use crate::llm::{BoxFuture, ToolSpec};
+use crate::policy::{Grants, Limits};
 use crate::tools::{Tool, ToolError};
 
 /// Extra time allowed past a call's deadline before corral stops waiting for it (time spent in

@@ -5,9 +5,9 @@ use std::path::{Path, PathBuf};
 
 use serde::Serialize;
 
+use super::grants::{Capabilities, DirGrant, Grants};
 use super::patterns::{self, PathGrant};
 use super::settings::PluginPolicy;
-use crate::plugins::{Capabilities, DirGrant, Grants};
 use crate::workspace::Workspace;
 
 /// Files copied into one view at most.

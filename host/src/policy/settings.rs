@@ -9,9 +9,9 @@ use std::time::Duration;
 use toml::Spanned;
 
 use super::file::{self, EnvSetting, PluginSection, PolicyError, SettingsFile, Source};
+use super::grants::Limits;
 use super::patterns::{self, PathGrant};
 use crate::config::{AgentConfig, ShellConfig};
-use crate::plugins::Limits;
 use crate::process::CommandEnv;
 use crate::workspace::Workspace;
 

@@ -1,16 +1,47 @@
-//! What one plugin may reach, and the one place that turns it into a WASI context.
+//! What a plugin asks for, what it is granted, its limits, and the one place that turns grants
+//! into a WASI context.
 //!
 //! Deny by default: [`Grants::default`] gives nothing: no files, no hosts, no environment.
-//! Every capability is enforced here and in the HTTP hook of [`super::state`], nowhere else.
+//! Files and environment are enforced by [`Grants::wasi_ctx`], the network by
+//! [`Grants::allows_host`] (called from the plugins' wasi:http hook), nowhere else.
 
 use std::path::PathBuf;
+use std::time::Duration;
 
+use serde::{Deserialize, Serialize};
+use wasmtime_wasi::cli::StdoutStream;
 use wasmtime_wasi::{FsPerms, WasiCtx, WasiCtxBuilder};
-
-use super::output::CapturedOutput;
 
 /// The guest path at which granted workspace folders appear.
 pub const GUEST_ROOT: &str = "/workspace";
+
+/// What a plugin asks to reach (its manifest's `capabilities`). Nothing of it is granted
+/// unless the workspace grants it too.
+#[derive(Debug, Clone, Default, PartialEq, Eq, Serialize, Deserialize)]
+pub struct Capabilities {
+    pub read: Vec<String>,
+    pub write: Vec<String>,
+    pub network: Vec<String>,
+    pub env: Vec<String>,
+}
+
+/// The limits of every call of one plugin.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct Limits {
+    /// Wall-clock deadline of one call (10 s).
+    pub timeout: Duration,
+    /// Linear memory of one call (64 MiB); a grow past it traps.
+    pub memory: usize,
+}
+
+impl Default for Limits {
+    fn default() -> Self {
+        Self {
+            timeout: Duration::from_secs(10),
+            memory: 64 * 1024 * 1024,
+        }
+    }
+}
 
 /// A folder of the workspace made visible to a plugin.
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -38,8 +69,8 @@ impl Grants {
     /// name lookups stay denied (the builder's defaults).
     pub fn wasi_ctx(
         &self,
-        stdout: CapturedOutput,
-        stderr: CapturedOutput,
+        stdout: impl StdoutStream + 'static,
+        stderr: impl StdoutStream + 'static,
     ) -> wasmtime::Result<WasiCtx> {
         let mut builder = WasiCtxBuilder::new();
         builder.stdout(stdout).stderr(stderr);
