@@ -48,6 +48,17 @@ fn read_pid(path: &std::path::Path) -> i32 {
         .unwrap()
 }
 
+/// A model turn that waits (with bash) until the task has written its pid: the task has surely
+/// started before the model goes on, so what follows cannot end it before it runs.
+fn until_pid_written() -> Reply {
+    Turn::tools(vec![tool_use(
+        "w",
+        "bash",
+        json!({"command": "while [ ! -s pid ]; do sleep 0.05; done", "timeout_secs": 60}),
+    )])
+    .into()
+}
+
 fn stamp(path: &std::path::Path) -> f64 {
     std::fs::read_to_string(path)
         .unwrap_or_else(|e| panic!("{}: {e}", path.display()))
@@ -237,13 +248,7 @@ fn no_wait_exits_and_leaves_no_orphan() {
             json!({"command": "echo $$ > pid; sleep 100 & sleep 100"}),
         )])
         .into(),
-        // The task has surely started (its pid is on disk) before the model ends its turn.
-        Turn::tools(vec![tool_use(
-            "w",
-            "bash",
-            json!({"command": "while [ ! -s pid ]; do sleep 0.05; done", "timeout_secs": 60}),
-        )])
-        .into(),
+        until_pid_written(),
         Turn::text("started").into(),
     ]);
     let started = Instant::now();
@@ -267,13 +272,7 @@ fn untimed_tasks_do_not_hold_corral_and_die_with_it() {
             json!({"command": "echo $$ > pid; exec sleep 300", "timeout_secs": 0}),
         )])
         .into(),
-        // The task has surely started (its pid is on disk) before the model ends its turn.
-        Turn::tools(vec![tool_use(
-            "w",
-            "bash",
-            json!({"command": "while [ ! -s pid ]; do sleep 0.05; done", "timeout_secs": 60}),
-        )])
-        .into(),
+        until_pid_written(),
         Turn::text("server up").into(),
     ]);
     corral
@@ -548,12 +547,7 @@ fn chat_lists_and_kills_tasks() {
             json!({"command": "echo $$ > pid; sleep 300"}),
         )])
         .into(),
-        Turn::tools(vec![tool_use(
-            "w",
-            "bash",
-            json!({"command": "while [ ! -s pid ]; do sleep 0.05; done", "timeout_secs": 60}),
-        )])
-        .into(),
+        until_pid_written(),
         Turn::text("started it").into(),
     ]);
     let out = corral.run_with_input(
