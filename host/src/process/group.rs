@@ -267,11 +267,14 @@ impl GroupChild {
                             }
                         }
                     }
-                } else if fd.fd == self.cancel_rx.as_fd().as_raw_fd() && ending.is_none() {
-                    let mut byte = [0u8; 1];
-                    let _ = self.cancel_rx.read(&mut byte);
-                    kill_group(self.pgid, libc::SIGTERM);
-                    ending = Some((WaitOutcome::Cancelled, Instant::now() + grace));
+                } else if fd.fd == self.cancel_rx.as_fd().as_raw_fd() {
+                    // Take every pending request, so the pipe does not stay readable.
+                    let mut requests = [0u8; 64];
+                    let _ = self.cancel_rx.read(&mut requests);
+                    if ending.is_none() {
+                        kill_group(self.pgid, libc::SIGTERM);
+                        ending = Some((WaitOutcome::Cancelled, Instant::now() + grace));
+                    }
                 }
             }
         };
