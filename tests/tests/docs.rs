@@ -1,5 +1,6 @@
-//! The docs cannot rot: every shell command in `docs/*.md` runs here, in order, in a temp home,
-//! against the scripted model server, and every code excerpt is checked against its source.
+//! The docs cannot rot: every shell command in `README.md` and `docs/*.md` runs here, in order,
+//! in a temp home, against the scripted model server, and every code excerpt is checked against
+//! its source.
 //!
 //! The convention, written at the top of each doc for its readers too: the line before a fenced
 //! block (blank lines aside) may be an HTML comment that says what the block is for.
@@ -14,7 +15,8 @@
 //!   `...` aside) is a line of that file, in order.
 //!
 //! Blocks of one doc run in one shell session's way: each starts in the folder the previous
-//! ended in, beginning at `~` (a temp home). `/path/to/corral` stands for corral's source.
+//! ended in, beginning at `~` (a temp home). `/path/to/corral` stands for corral's source;
+//! in a command, `ANTHROPIC_BASE_URL=http://127.0.0.1:8080` stands for the scripted server.
 //! `corral` is the binary of this build; `cargo run -p corral --example NAME -- ARGS` runs the
 //! example of this build; other cargo commands run for real, offline (from the registry cache the
 //! build filled), with a warm shared target folder (a crate without its own `target/` gets a link
@@ -204,6 +206,11 @@ fn check_excerpt(excerpt: &str, source: &str) -> Result<(), String> {
 
 /// Runs the doc at `rel` (from the repository root) against a server answering with `script`.
 fn run_doc(rel: &str, script: Vec<Reply>) {
+    run_doc_with(rel, script, |_| {});
+}
+
+/// Like [`run_doc`], after `setup` prepared the temp home (passed to it).
+fn run_doc_with(rel: &str, script: Vec<Reply>, setup: impl FnOnce(&Path)) {
     let path = repo_root().join(rel);
     let text = std::fs::read_to_string(&path).unwrap_or_else(|e| panic!("{rel}: {e}"));
     let blocks = blocks(&text).unwrap_or_else(|e| panic!("{rel}: {e}"));
@@ -212,6 +219,7 @@ fn run_doc(rel: &str, script: Vec<Reply>) {
     let bin = shims(corral.workspace.path());
     let state = corral.workspace.path().join("cwd");
     let mut cwd = corral.home.path().to_path_buf();
+    setup(corral.home.path());
     let home = std::env::var_os("HOME")
         .map(PathBuf::from)
         .unwrap_or_default();
@@ -241,11 +249,11 @@ fn run_doc(rel: &str, script: Vec<Reply>) {
             }
             (Marker::NotRun(_), "sh") => {}
             (Marker::Test { exit, expects }, "sh") => {
-                let script = format!(
-                    "trap 'pwd > \"{}\"' EXIT\n{}",
-                    state.display(),
-                    substitute(&block.body)
+                let body = substitute(&block.body).replace(
+                    "ANTHROPIC_BASE_URL=http://127.0.0.1:8080",
+                    &format!("ANTHROPIC_BASE_URL={}", server.url()),
                 );
+                let script = format!("trap 'pwd > \"{}\"' EXIT\n{body}", state.display());
                 let mut cmd = corral.command_for(Path::new("sh"), Some(&server));
                 cmd.arg("-ec")
                     .arg(&script)
@@ -316,6 +324,36 @@ fn the_convention_is_enforced() {
     assert!(blocks("<!-- test: frobnicate -->\n```sh\nx\n```\n").is_err());
     assert!(check_excerpt("a\n...\nc\n", "a\nb\n  c\n").is_ok());
     assert!(check_excerpt("c\na\n", "a\nb\nc\n").is_err());
+}
+
+/// README.md: `corral run` new, `--json`, `--continue`, `--resume ID` (a session with the
+/// README's id is already on disk), `corral chat` (stdin closed: it starts and leaves), and a run
+/// with `ANTHROPIC_BASE_URL` set.
+#[test]
+fn readme_commands_run() {
+    run_doc_with(
+        "README.md",
+        vec![
+            Turn::text("Added --verbose, with a test.").into(),
+            Turn::text("As JSON.").into(),
+            Turn::text("Docs updated.").into(),
+            Turn::text("Resumed the given session.").into(),
+            Turn::text("From the base URL.").into(),
+        ],
+        |home| {
+            let sessions = home.join(".corral/sessions");
+            std::fs::create_dir_all(&sessions).unwrap();
+            let id = "3f2a9c1e-7d4b-4c1a-9e2f-5a6b7c8d9e0f";
+            std::fs::write(
+                sessions.join(format!("{id}.jsonl")),
+                format!(
+                    "{}\n",
+                    json!({"type": "session", "id": id, "created_unix": 1_700_000_000, "model": "claude-sonnet-4-5"})
+                ),
+            )
+            .unwrap();
+        },
+    );
 }
 
 /// docs/plugins.md: scaffold, build, test and install a plugin; write one from scratch that
