@@ -47,9 +47,21 @@ fn assert_write_edit_read(corral: &Corral, server: &ScriptedServer, stdout: &str
         "hello corral\nsecond line\n"
     );
     assert_eq!(stdout.trim(), "The file now says hello corral.");
-    for tool in ["write_file", "edit_file", "read_file"] {
+    // One line per tool call: the tool, its short input, ok, the duration.
+    let lines: Vec<&str> = stderr.lines().filter(|l| l.starts_with("● ")).collect();
+    assert_eq!(lines.len(), 3, "{stderr}");
+    for (line, (tool, input)) in lines.iter().zip([
+        (
+            "write_file",
+            "{\"content\":\"hello world\\nsecond line\\n\",\"path\":\"notes/hello.txt\"}",
+        ),
+        ("edit_file", "{\"new_text\":\"corral\""),
+        ("read_file", "notes/hello.txt"),
+    ]) {
         assert!(
-            stderr.contains(&format!("{tool} -> ok")),
+            line.starts_with(&format!("● {tool} {input}"))
+                && line.contains(" -> ok (")
+                && line.ends_with(" ms)"),
             "no line for {tool} in stderr:\n{stderr}"
         );
     }
@@ -249,7 +261,9 @@ fn bad_tool_calls_become_errors_the_model_can_read() {
         "nothing was written outside"
     );
     assert!(
-        out.stderr.contains("launch_rockets -> error"),
+        out.stderr
+            .lines()
+            .any(|l| l.starts_with("● launch_rockets {} -> error: unknown tool")),
         "{}",
         out.stderr
     );

@@ -92,7 +92,9 @@ fn assert_write_edit_read(corral: &Corral, server: &OpenAiServer, out: &corral_t
     assert_eq!(out.stdout.trim(), "The file now says hello corral.");
     for tool in ["write_file", "edit_file", "read_file"] {
         assert!(
-            out.stderr.contains(&format!("{tool} -> ok")),
+            out.stderr
+                .lines()
+                .any(|l| l.starts_with(&format!("● {tool} ")) && l.contains(" -> ok (")),
             "no line for {tool} in stderr:\n{}",
             out.stderr
         );

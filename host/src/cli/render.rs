@@ -9,9 +9,10 @@
 //! - **Terminal** (stderr is a terminal): the same lines, coloured unless `NO_COLOR` is set,
 //!   the text streamed as it arrives and a status line kept up to date; see [`super::term`].
 
+use std::collections::HashMap;
 use std::io::{IsTerminal, Write};
-use std::sync::Arc;
 use std::sync::atomic::{AtomicBool, Ordering};
+use std::sync::{Arc, Mutex};
 
 use corral::Event;
 use serde_json::Value;
@@ -30,6 +31,9 @@ enum Kind {
         stream_text: bool,
         /// Streamed text has been written to stdout without its line's end.
         text_open: AtomicBool,
+        /// The short input of each tool call under way, by call id: a plain display writes one
+        /// line per call, when it ends.
+        calls: Mutex<HashMap<String, String>>,
     },
     Terminal(Terminal),
 }
@@ -55,6 +59,7 @@ impl Display {
         Self(Arc::new(Kind::Plain {
             stream_text: false,
             text_open: AtomicBool::new(false),
+            calls: Mutex::default(),
         }))
     }
 
@@ -75,6 +80,7 @@ impl Display {
             Kind::Plain {
                 stream_text: stream_plain,
                 text_open: AtomicBool::new(false),
+                calls: Mutex::default(),
             }
         };
         Self(Arc::new(kind))
@@ -102,12 +108,25 @@ impl Display {
             Kind::Plain {
                 stream_text,
                 text_open,
+                calls,
             } => match event {
                 Event::TextDelta { text } if *stream_text => {
                     let mut out = std::io::stdout().lock();
                     let _ = write!(out, "{text}");
                     let _ = out.flush();
                     text_open.store(!text.ends_with('\n'), Ordering::SeqCst);
+                }
+                Event::ToolCallStarted { id, input, .. } => {
+                    if let Ok(mut calls) = calls.lock() {
+                        calls.insert(id.clone(), short_input(input, 100));
+                    }
+                }
+                Event::ToolCallFinished { id, .. } => {
+                    let input = calls.lock().ok().and_then(|mut c| c.remove(id));
+                    if let Some(line) = call_line(event, input.as_deref().unwrap_or("")) {
+                        end_text_line(text_open);
+                        eprintln!("{}", line.text());
+                    }
                 }
                 _ => {
                     let line = line(event);
@@ -162,6 +181,7 @@ impl Display {
             Kind::Plain {
                 stream_text,
                 text_open,
+                ..
             } => {
                 end_text_line(text_open);
                 *stream_text
@@ -293,6 +313,38 @@ pub fn line(event: &Event) -> Option<Line> {
     Some(Line(pieces))
 }
 
+/// The one line a plain display writes for a tool call, when it ends: the tool, its short
+/// input, `ok` or the error, the duration. `None` for any other event.
+pub fn call_line(event: &Event, input: &str) -> Option<Line> {
+    let Event::ToolCallFinished {
+        name,
+        is_error,
+        output,
+        duration_ms,
+        ..
+    } = event
+    else {
+        return None;
+    };
+    let mut pieces = vec![
+        (Tone::Tool, "●".to_string()),
+        (Tone::Plain, " ".to_string()),
+        (Tone::Strong, name.clone()),
+    ];
+    if !input.is_empty() {
+        pieces.push((Tone::Plain, " ".to_string()));
+        pieces.push((Tone::Dim, input.to_string()));
+    }
+    pieces.push((Tone::Plain, " -> ".to_string()));
+    pieces.push(if *is_error {
+        (Tone::Error, format!("error: {}", first_line(output, 120)))
+    } else {
+        (Tone::Ok, "ok".to_string())
+    });
+    pieces.push((Tone::Dim, format!(" ({})", duration(*duration_ms))));
+    Some(Line(pieces))
+}
+
 /// The input of a tool call on one line, cut to `max` characters.
 pub fn short_input(input: &Value, max: usize) -> String {
     let text = match input {
@@ -376,5 +428,16 @@ mod tests {
             Some("tokens: 1234 in, 567 out".into())
         );
         assert_eq!(text(Event::TextDelta { text: "hi".into() }), None);
+        let finished = Event::ToolCallFinished {
+            id: "1".into(),
+            name: "bash".into(),
+            is_error: false,
+            output: "ok".into(),
+            duration_ms: 12,
+        };
+        assert_eq!(
+            call_line(&finished, "cargo test").map(|l| l.text()),
+            Some("● bash cargo test -> ok (12 ms)".into())
+        );
     }
 }
