@@ -62,60 +62,59 @@ impl BashTool {
             shell,
         }
     }
+}
 
-    fn run(&self, args: Args) -> Result<String, ToolError> {
-        if args.command.trim().is_empty() {
-            return Err(ToolError::InvalidInput("the command is empty".into()));
-        }
-        let timeout = args
-            .timeout_secs
-            .map(Duration::from_secs)
-            .unwrap_or(self.shell.timeout)
-            .min(self.shell.max_timeout);
-        let buffer = Arc::new(Mutex::new(HeadTail::new(OUTPUT_HEAD, OUTPUT_TAIL)));
-        let started = Instant::now();
-        let child = process::spawn_shell(&args.command, self.workspace.root(), &self.shell.env)
-            .map_err(|e| ToolError::Failed(format!("could not start the command: {e}")))?;
-        let end = child.run(
-            Some(timeout),
-            GRACE,
-            Duration::from_secs(2),
-            SharedBuffer(buffer.clone()),
-        );
-        let (outcome, drained) = (end.outcome, end.drained);
-        let mut output = buffer.lock().map(|b| b.render()).unwrap_or_default();
-        if !drained {
-            output.push_str(
-                "\n[output may be incomplete: a process left the group and kept it open]",
-            );
-        }
-        let elapsed = started.elapsed().as_secs_f64();
-        match outcome {
-            Ok(WaitOutcome::Exited(status)) if status.success() => {
-                Ok(format!("{output}\n[exit code 0, {elapsed:.1} s]")
-                    .trim_start()
-                    .to_string())
-            }
-            Ok(WaitOutcome::Exited(status)) => Err(ToolError::Failed(
-                format!(
-                    "{output}\n[{}, {elapsed:.1} s]",
-                    process::describe_status(&status)
-                )
+/// Runs one call on the current (blocking) thread.
+fn run(workspace: &Workspace, shell: &ShellConfig, args: Args) -> Result<String, ToolError> {
+    if args.command.trim().is_empty() {
+        return Err(ToolError::InvalidInput("the command is empty".into()));
+    }
+    let timeout = args
+        .timeout_secs
+        .map(Duration::from_secs)
+        .unwrap_or(shell.timeout)
+        .min(shell.max_timeout);
+    let buffer = Arc::new(Mutex::new(HeadTail::new(OUTPUT_HEAD, OUTPUT_TAIL)));
+    let started = Instant::now();
+    let child = process::spawn_shell(&args.command, workspace.root(), &shell.env)
+        .map_err(|e| ToolError::Failed(format!("could not start the command: {e}")))?;
+    let end = child.run(
+        Some(timeout),
+        GRACE,
+        Duration::from_secs(2),
+        SharedBuffer(buffer.clone()),
+    );
+    let (outcome, drained) = (end.outcome, end.drained);
+    let mut output = buffer.lock().map(|b| b.render()).unwrap_or_default();
+    if !drained {
+        output.push_str("\n[output may be incomplete: a process left the group and kept it open]");
+    }
+    let elapsed = started.elapsed().as_secs_f64();
+    match outcome {
+        Ok(WaitOutcome::Exited(status)) if status.success() => {
+            Ok(format!("{output}\n[exit code 0, {elapsed:.1} s]")
                 .trim_start()
-                .to_string(),
-            )),
-            Ok(WaitOutcome::TimedOut | WaitOutcome::Cancelled) => Err(ToolError::Timeout(
-                format!(
-                    "{output}\n[timed out after {} s; the process group was killed]",
-                    timeout.as_secs()
-                )
-                .trim_start()
-                .to_string(),
-            )),
-            Err(e) => Err(ToolError::Failed(format!(
-                "waiting for the command failed: {e}"
-            ))),
+                .to_string())
         }
+        Ok(WaitOutcome::Exited(status)) => Err(ToolError::Failed(
+            format!(
+                "{output}\n[{}, {elapsed:.1} s]",
+                process::describe_status(&status)
+            )
+            .trim_start()
+            .to_string(),
+        )),
+        Ok(WaitOutcome::TimedOut | WaitOutcome::Cancelled) => Err(ToolError::Timeout(
+            format!(
+                "{output}\n[timed out after {} s; the process group was killed]",
+                timeout.as_secs()
+            )
+            .trim_start()
+            .to_string(),
+        )),
+        Err(e) => Err(ToolError::Failed(format!(
+            "waiting for the command failed: {e}"
+        ))),
     }
 }
 
@@ -138,12 +137,8 @@ impl Tool for BashTool {
     fn call(&self, input: Value) -> BoxFuture<'_, Result<String, ToolError>> {
         Box::pin(async move {
             let args: Args = parse_args(input)?;
-            let this = Self {
-                spec: self.spec.clone(),
-                workspace: self.workspace.clone(),
-                shell: self.shell.clone(),
-            };
-            tokio::task::spawn_blocking(move || this.run(args))
+            let (workspace, shell) = (self.workspace.clone(), self.shell.clone());
+            tokio::task::spawn_blocking(move || run(&workspace, &shell, args))
                 .await
                 .map_err(|e| ToolError::Failed(format!("the command's thread failed: {e}")))?
         })
