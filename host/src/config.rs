@@ -50,6 +50,9 @@ impl Default for AgentConfig {
     }
 }
 
+/// The longest timeout `bash` may be given, by the model or by `[shell] timeout_secs` (600 s).
+pub const BASH_MAX_TIMEOUT: Duration = Duration::from_secs(600);
+
 /// The built-in shell tools: `bash` and the background tools.
 #[derive(Debug, Clone)]
 pub struct ShellConfig {
@@ -68,7 +71,7 @@ impl Default for ShellConfig {
         Self {
             enabled: true,
             timeout: Duration::from_secs(120),
-            max_timeout: Duration::from_secs(600),
+            max_timeout: BASH_MAX_TIMEOUT,
             env: CommandEnv::Inherit,
         }
     }

@@ -18,13 +18,18 @@ const NOTIFICATION_TAIL: usize = 2000;
 const TASK_THREAD_STACK: usize = 256 * 1024;
 /// Time between SIGTERM and SIGKILL when a task is ended.
 const GRACE: Duration = Duration::from_secs(2);
+/// The longest timeout a task may be given, by the model (`background_run`'s `timeout_secs`,
+/// whose schema says so) or by `[shell] background_timeout_secs`: 7 days. Longer is refused, so
+/// no deadline overflows; `0` (no timeout at all) is the way to ask for more.
+pub const MAX_TIMEOUT: Duration = Duration::from_secs(7 * 24 * 60 * 60);
 
 /// Settings of the background manager.
 #[derive(Debug, Clone)]
 pub struct BackgroundConfig {
     /// Tasks that may run at once (16).
     pub max_tasks: usize,
-    /// A task's timeout when the model gives none (30 min).
+    /// A task's timeout when the model gives none (30 min); zero for none. At most
+    /// [`MAX_TIMEOUT`]: a longer one is taken as [`MAX_TIMEOUT`].
     pub default_timeout: Duration,
     /// Bytes of output written to a task's log before the task is killed (64 MiB).
     pub log_cap: u64,
@@ -54,6 +59,11 @@ pub enum BackgroundError {
     UnknownTask(String),
     #[error("could not start the task: {0}")]
     Start(String),
+    #[error(
+        "timeout_secs {0} is too long: at most {max} (7 days); 0 means no timeout",
+        max = MAX_TIMEOUT.as_secs()
+    )]
+    TimeoutTooLong(u64),
 }
 
 /// What the manager reports as tasks start and end. The agent turns these into its events.
@@ -119,7 +129,8 @@ impl BackgroundManager {
     }
 
     /// Starts `command`; returns its id at once. `timeout`: `None` for the default, `Some(0)`
-    /// for none at all.
+    /// for none at all; longer than [`MAX_TIMEOUT`] is refused with
+    /// [`BackgroundError::TimeoutTooLong`].
     pub fn start(
         &self,
         command: &str,
@@ -128,14 +139,18 @@ impl BackgroundManager {
         if command.trim().is_empty() {
             return Err(BackgroundError::EmptyCommand);
         }
+        if let Some(t) = timeout
+            && t > MAX_TIMEOUT
+        {
+            return Err(BackgroundError::TimeoutTooLong(t.as_secs()));
+        }
         let running = self.running().len();
         if running >= self.config.max_tasks {
             return Err(BackgroundError::TooMany(running));
         }
-        let timeout = match timeout {
-            None => Some(self.config.default_timeout),
-            Some(t) if t.is_zero() => None,
-            Some(t) => Some(t),
+        let timeout = match timeout.unwrap_or(self.config.default_timeout.min(MAX_TIMEOUT)) {
+            t if t.is_zero() => None,
+            t => Some(t),
         };
         let id = new_id(&self.by_id);
         let log_path = self.log_dir.join(format!("{id}.log"));
@@ -154,6 +169,7 @@ impl BackgroundManager {
                 checked_up_to: 0,
                 kill_reason: None,
                 canceller: None,
+                pgid: None,
             }),
         });
         self.remember(task.clone());
@@ -175,7 +191,7 @@ impl BackgroundManager {
         let spawned = std::thread::Builder::new()
             .name(format!("bg-{id}"))
             .stack_size(TASK_THREAD_STACK)
-            .spawn(move || job.run());
+            .spawn(move || job.run_guarded());
         if let Err(e) = spawned {
             let error = format!("no thread for the task: {e}");
             let status = TaskStatus::FailedToStart {
@@ -286,6 +302,34 @@ struct Job {
 }
 
 impl Job {
+    /// [`run`](Self::run), and should it panic (a bug in corral), the task still ends: its
+    /// group is killed and it finishes as killed, with its one notification, instead of
+    /// showing "running" forever.
+    fn run_guarded(self) {
+        let (task, queue, events) = (self.task.clone(), self.queue.clone(), self.events.clone());
+        let panic = std::panic::catch_unwind(std::panic::AssertUnwindSafe(|| self.run()));
+        if let Err(panic) = panic {
+            let what = panic
+                .downcast_ref::<&str>()
+                .map(|s| s.to_string())
+                .or_else(|| panic.downcast_ref::<String>().cloned())
+                .unwrap_or_default();
+            let state = task
+                .state
+                .lock()
+                .unwrap_or_else(std::sync::PoisonError::into_inner);
+            let (running, pgid) = (state.status.is_running(), state.pgid);
+            drop(state);
+            if let Some(pgid) = pgid {
+                process::kill_group(pgid, libc::SIGKILL);
+            }
+            if running {
+                let reason = format!("corral's supervisor of the task failed: {what}");
+                finish(&task, TaskStatus::Killed { reason }, &queue, &events);
+            }
+        }
+    }
+
     /// The task's thread: creates the log, spawns the command, supervises it to its end, then
     /// records the end and queues the one notification.
     fn run(self) {
@@ -318,6 +362,7 @@ impl Job {
             .lock()
             .map(|mut state| {
                 state.canceller = Some(canceller.clone());
+                state.pgid = Some(child.pgid());
                 state.kill_reason.is_some()
             })
             .unwrap_or(false);
@@ -369,7 +414,11 @@ fn finish(task: &Task, status: TaskStatus, queue: &NotificationQueue, events: &T
         .map(|o| (o.buffer.tail_lines(NOTIFICATION_TAIL), o.buffer.total()))
         .unwrap_or_default();
     let runtime = task.started.elapsed();
-    if let Ok(mut state) = task.state.lock() {
+    {
+        let mut state = task
+            .state
+            .lock()
+            .unwrap_or_else(std::sync::PoisonError::into_inner);
         state.status = status.clone();
         state.ended = Some(Instant::now());
     }

@@ -14,7 +14,7 @@ mod output;
 mod queue;
 mod task;
 
-pub use manager::{BackgroundConfig, BackgroundError, BackgroundManager, TaskEvent};
+pub use manager::{BackgroundConfig, BackgroundError, BackgroundManager, MAX_TIMEOUT, TaskEvent};
 pub use output::{HEAD_BYTES, TAIL_BYTES, TaskOutput};
 pub use queue::{Notification, NotificationQueue, render_block};
 pub use task::{Task, TaskId, TaskStatus, format_runtime};

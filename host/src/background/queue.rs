@@ -87,16 +87,23 @@ impl NotificationQueue {
         self.pending.lock().map(|p| p.is_empty()).unwrap_or(true)
     }
 
-    /// Waits until a notification is pending or `timeout` passes; `true` if one is pending.
+    /// Waits until a notification is pending or `timeout` passes; `true` if one is pending. A
+    /// `timeout` too far off to be an instant (`--wait-timeout` near `u64::MAX`) waits without
+    /// a deadline.
     pub async fn wait(&self, timeout: Duration) -> bool {
-        let deadline = tokio::time::Instant::now() + timeout;
+        let deadline = tokio::time::Instant::now().checked_add(timeout);
         loop {
             let notified = self.wake.notified();
             if !self.is_empty() {
                 return true;
             }
-            if tokio::time::timeout_at(deadline, notified).await.is_err() {
-                return !self.is_empty();
+            match deadline {
+                Some(deadline) => {
+                    if tokio::time::timeout_at(deadline, notified).await.is_err() {
+                        return !self.is_empty();
+                    }
+                }
+                None => notified.await,
             }
         }
     }

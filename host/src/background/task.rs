@@ -91,14 +91,17 @@ pub struct TaskState {
     pub kill_reason: Option<String>,
     /// Ends the run (SIGTERM, then SIGKILL after a grace period), once the command is spawned.
     pub canceller: Option<crate::process::Canceller>,
+    /// The task's process group, once the command is spawned.
+    pub pgid: Option<i32>,
 }
 
 impl Task {
     pub fn status(&self) -> TaskStatus {
         self.state
             .lock()
-            .map(|s| s.status.clone())
-            .unwrap_or(TaskStatus::Running)
+            .unwrap_or_else(std::sync::PoisonError::into_inner)
+            .status
+            .clone()
     }
 
     /// How long it ran, or has been running.

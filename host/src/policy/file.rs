@@ -52,9 +52,11 @@ pub struct AgentSection {
 #[serde(deny_unknown_fields)]
 pub struct ShellSection {
     pub enabled: Option<bool>,
-    pub timeout_secs: Option<u64>,
+    /// bash's default timeout, 1 to 600 s.
+    pub timeout_secs: Option<Spanned<u64>>,
     pub max_background: Option<usize>,
-    pub background_timeout_secs: Option<u64>,
+    /// A background task's default timeout, 0 (none) to 7 days.
+    pub background_timeout_secs: Option<Spanned<u64>>,
     /// `"inherit"` or a list of variable names.
     pub env: Option<Spanned<EnvSetting>>,
 }

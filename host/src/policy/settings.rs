@@ -11,7 +11,8 @@ use toml::Spanned;
 use super::file::{self, EnvSetting, PluginSection, PolicyError, SettingsFile, Source};
 use super::grants::Limits;
 use super::patterns::{self, PathGrant};
-use crate::config::{AgentConfig, ShellConfig};
+use crate::background::MAX_TIMEOUT as MAX_BACKGROUND_TIMEOUT;
+use crate::config::{AgentConfig, BASH_MAX_TIMEOUT, ShellConfig};
 use crate::process::CommandEnv;
 use crate::workspace::Workspace;
 
@@ -125,11 +126,17 @@ impl Policy {
         if let Some(enabled) = shell.enabled {
             self.shell.enabled = enabled;
         }
-        if let Some(secs) = shell.timeout_secs {
-            self.shell.timeout = Duration::from_secs(secs);
+        // Every duration is bounded here, where the file's line and column are known, so none
+        // can overflow a deadline later.
+        if let Some(secs) = &shell.timeout_secs {
+            let max = BASH_MAX_TIMEOUT.as_secs();
+            self.shell.timeout =
+                Duration::from_secs(bounded(secs, 1, max, "timeout_secs", source)?);
         }
         override_with(&mut self.max_background, shell.max_background);
-        if let Some(secs) = shell.background_timeout_secs {
+        if let Some(secs) = &shell.background_timeout_secs {
+            let max = MAX_BACKGROUND_TIMEOUT.as_secs();
+            let secs = bounded(secs, 0, max, "background_timeout_secs", source)?;
             self.background_timeout = Some(Duration::from_secs(secs));
         }
         if let Some(env) = shell.env {

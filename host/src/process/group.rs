@@ -177,6 +177,9 @@ impl GroupChild {
     /// [`Canceller`] fires; output goes to `sink` as it arrives. On a timeout or a cancel the
     /// group gets SIGTERM, then SIGKILL after `grace`. Whatever is left of the group is then
     /// killed, and the rest of the output read (for at most `drain`).
+    ///
+    /// No duration panics: a `timeout` too far off to be an [`Instant`] (`Duration::MAX`) is
+    /// no deadline at all, and a `grace` or `drain` is capped at [`FAR_OFF`].
     pub fn run(
         mut self,
         timeout: Option<Duration>,
@@ -184,7 +187,7 @@ impl GroupChild {
         drain: Duration,
         mut sink: impl OutputSink,
     ) -> RunEnd {
-        let deadline = timeout.map(|t| Instant::now() + t);
+        let deadline = timeout.and_then(|t| Instant::now().checked_add(t));
         let exit_fd = pidfd(self.child.id());
         let mut output_open = true;
         let mut ending: Option<(WaitOutcome, Instant)> = None;
@@ -199,7 +202,7 @@ impl GroupChild {
             let now = Instant::now();
             if ending.is_none() && deadline.is_some_and(|d| now >= d) {
                 kill_group(self.pgid, libc::SIGTERM);
-                ending = Some((WaitOutcome::TimedOut, now + grace));
+                ending = Some((WaitOutcome::TimedOut, later(now, grace)));
             }
             if let Some((_, kill_at)) = &ending
                 && now >= *kill_at
@@ -273,7 +276,7 @@ impl GroupChild {
                     let _ = self.cancel_rx.read(&mut requests);
                     if ending.is_none() {
                         kill_group(self.pgid, libc::SIGTERM);
-                        ending = Some((WaitOutcome::Cancelled, Instant::now() + grace));
+                        ending = Some((WaitOutcome::Cancelled, later(Instant::now(), grace)));
                     }
                 }
             }
@@ -290,6 +293,15 @@ impl GroupChild {
     }
 }
 
+/// The longest wait [`later`] computes (100 years): past any real deadline, and far inside
+/// what an [`Instant`] can hold.
+pub const FAR_OFF: Duration = Duration::from_secs(100 * 365 * 24 * 60 * 60);
+
+/// `now + by`, with `by` capped at [`FAR_OFF`] so the sum never overflows.
+fn later(now: Instant, by: Duration) -> Instant {
+    now.checked_add(by.min(FAR_OFF)).unwrap_or(now)
+}
+
 /// Reads `pipe` to its end, for at most `limit`. `false` if it was still open then.
 fn drain_output(
     pipe: &mut io::PipeReader,
@@ -297,7 +309,7 @@ fn drain_output(
     limit: Duration,
     buf: &mut [u8],
 ) -> bool {
-    let until = Instant::now() + limit;
+    let until = later(Instant::now(), limit);
     loop {
         let left = until.saturating_duration_since(Instant::now());
         if left.is_zero() {
@@ -347,5 +359,32 @@ pub fn describe_status(status: &ExitStatus) -> String {
         (Some(code), _) => format!("exit code {code}"),
         (None, Some(signal)) => format!("killed by signal {signal}"),
         (None, None) => "ended".to_string(),
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    struct Discard;
+
+    impl OutputSink for Discard {
+        fn write(&mut self, _: &[u8]) -> bool {
+            true
+        }
+    }
+
+    /// `Duration::MAX` as the timeout, the grace and the drain: no overflow, no panic, and the
+    /// command's own exit is reported.
+    #[test]
+    fn huge_durations_do_not_overflow() {
+        let child =
+            spawn_shell("echo hi; exit 3", Path::new("."), &CommandEnv::Inherit).expect("spawn");
+        let end = child.run(Some(Duration::MAX), Duration::MAX, Duration::MAX, Discard);
+        match end.outcome {
+            Ok(WaitOutcome::Exited(status)) => assert_eq!(status.code(), Some(3)),
+            other => panic!("expected an exit, got {other:?}"),
+        }
+        assert!(end.drained);
     }
 }

@@ -9,7 +9,7 @@ use serde::Deserialize;
 use serde_json::{Value, json};
 
 use super::{Tool, ToolError, parse_args, spec};
-use crate::background::{BackgroundError, BackgroundManager, Task, format_runtime};
+use crate::background::{BackgroundError, BackgroundManager, MAX_TIMEOUT, Task, format_runtime};
 use crate::llm::{BoxFuture, ToolSpec};
 use crate::process::tail_lines;
 
@@ -21,7 +21,9 @@ const FILTER_LINES: usize = 200;
 impl From<BackgroundError> for ToolError {
     fn from(error: BackgroundError) -> Self {
         match error {
-            BackgroundError::EmptyCommand => ToolError::InvalidInput(error.to_string()),
+            BackgroundError::EmptyCommand | BackgroundError::TimeoutTooLong(_) => {
+                ToolError::InvalidInput(error.to_string())
+            }
             _ => ToolError::Failed(error.to_string()),
         }
     }
@@ -51,6 +53,11 @@ struct RunArgs {
 impl BackgroundRunTool {
     pub fn new(manager: Arc<BackgroundManager>) -> Self {
         let config = manager.config();
+        let default = match config.default_timeout.min(MAX_TIMEOUT).as_secs() {
+            0 => "Runs without a timeout".to_string(),
+            secs if secs % 60 == 0 => format!("Times out after {} min", secs / 60),
+            secs => format!("Times out after {secs} s"),
+        };
         let spec = spec(
             "background_run",
             &format!(
@@ -58,17 +65,17 @@ impl BackgroundRunTool {
                  return at once with its task id. Use it for slow work (installs, builds, test \
                  suites) and for servers. When the command ends, its status, exit code and the \
                  end of its output arrive by themselves in a <background-results> block; keep \
-                 working meanwhile instead of waiting. Times out after {} min unless \
-                 timeout_secs says otherwise; timeout_secs 0 means never (servers, watchers). \
-                 At most {} tasks run at once.",
-                config.default_timeout.as_secs() / 60,
+                 working meanwhile instead of waiting. {default} unless timeout_secs says \
+                 otherwise (at most {} s, 7 days); timeout_secs 0 means never (servers, \
+                 watchers). At most {} tasks run at once.",
+                MAX_TIMEOUT.as_secs(),
                 config.max_tasks
             ),
             json!({
                 "type": "object",
                 "properties": {
                     "command": {"type": "string", "minLength": 1},
-                    "timeout_secs": {"type": "integer", "minimum": 0, "description": "Seconds before the task is killed; 0 for no timeout."}
+                    "timeout_secs": {"type": "integer", "minimum": 0, "maximum": MAX_TIMEOUT.as_secs(), "description": "Seconds before the task is killed; 0 for no timeout."}
                 },
                 "required": ["command"],
                 "additionalProperties": false

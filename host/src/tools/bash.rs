@@ -50,7 +50,7 @@ impl BashTool {
                 "type": "object",
                 "properties": {
                     "command": {"type": "string", "minLength": 1, "description": "The command line, run by sh -c."},
-                    "timeout_secs": {"type": "integer", "minimum": 1, "description": "Seconds before the command is killed."}
+                    "timeout_secs": {"type": "integer", "minimum": 1, "maximum": shell.max_timeout.as_secs(), "description": "Seconds before the command is killed."}
                 },
                 "required": ["command"],
                 "additionalProperties": false
