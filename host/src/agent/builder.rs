@@ -128,7 +128,10 @@ impl AgentBuilder {
                 false,
             ),
             choice => {
-                let (log, history) = SessionLog::open(&sessions, choice)?;
+                let (log, history, warnings) = SessionLog::open(&sessions, choice)?;
+                for message in warnings {
+                    (self.events)(&Event::Warning { message });
+                }
                 (log, history, true)
             }
         };

@@ -69,6 +69,10 @@ pub enum Event {
         level: crate::plugins::LogLevel,
         message: String,
     },
+    /// Something the user should know that does not stop the run: a cut-off last line of the
+    /// resumed session file was dropped, commands left running by a corral that died were
+    /// ended. The CLI prints it on stderr in every mode.
+    Warning { message: String },
     /// The prompt is done: the model ended its turn.
     Finished { text: String, usage: Usage },
 }

@@ -55,10 +55,13 @@ impl History {
     }
 
     /// Adds the model's answer. An empty answer is not kept (the API refuses empty messages).
-    pub fn add_assistant(&mut self, content: Vec<ContentBlock>) -> Option<Change> {
+    /// A tool input deeper than the depth rule allows is kept as the note that refuses it
+    /// ([`crate::tools::schema::bound_depth`]), so the session file can always be read back.
+    pub fn add_assistant(&mut self, mut content: Vec<ContentBlock>) -> Option<Change> {
         if content.is_empty() {
             return None;
         }
+        bound_inputs(&mut content);
         let message = Message {
             role: Role::Assistant,
             content,
@@ -67,11 +70,16 @@ impl History {
         Some(Change::Push(message))
     }
 
-    /// Replays a change read from a session file.
+    /// Replays a change read from a session file, under the same depth rule as
+    /// [`add_assistant`](Self::add_assistant).
     pub fn apply(&mut self, change: Change) {
         match change {
-            Change::Push(message) => self.messages.push(message),
-            Change::Append(blocks) => {
+            Change::Push(mut message) => {
+                bound_inputs(&mut message.content);
+                self.messages.push(message)
+            }
+            Change::Append(mut blocks) => {
+                bound_inputs(&mut blocks);
                 if let Some(last) = self.messages.last_mut() {
                     last.content.extend(blocks);
                 }
@@ -92,6 +100,15 @@ impl History {
                 })
                 .collect(),
             _ => Vec::new(),
+        }
+    }
+}
+
+/// The depth rule on every tool input of `blocks`.
+fn bound_inputs(blocks: &mut [ContentBlock]) {
+    for block in blocks {
+        if let ContentBlock::ToolUse { input, .. } = block {
+            crate::tools::schema::bound_depth(input);
         }
     }
 }

@@ -5,7 +5,7 @@
 //! nothing that was said: `corral run --continue` replays the file.
 
 use std::fs::{File, OpenOptions};
-use std::io::{BufRead, BufReader, Write};
+use std::io::Write;
 use std::path::{Path, PathBuf};
 
 use serde::{Deserialize, Serialize};
@@ -103,8 +103,17 @@ impl SessionLog {
         Ok(log)
     }
 
-    /// Opens an existing session of `dir` and replays it.
-    pub fn open(dir: &Path, choice: &SessionChoice) -> Result<(Self, History), SessionError> {
+    /// Opens an existing session of `dir` and replays it; also returns warnings for the user.
+    ///
+    /// Every line the writer writes is read back: tool inputs obey the depth rule
+    /// ([`crate::tools::schema::MAX_INPUT_DEPTH`]) both when written and when read, so no line
+    /// passes the JSON parser's own nesting limit. A last line cut short (corral killed while
+    /// writing it) is dropped with a warning, and cut from the file so the next line appended
+    /// starts clean; a bad line anywhere else is [`SessionError::Corrupt`].
+    pub fn open(
+        dir: &Path,
+        choice: &SessionChoice,
+    ) -> Result<(Self, History, Vec<String>), SessionError> {
         let path = match choice {
             SessionChoice::New => return Err(SessionError::NoneYet),
             SessionChoice::Latest => latest(dir)?,
@@ -114,39 +123,71 @@ impl SessionLog {
             path: path.clone(),
             source,
         };
-        let reader = BufReader::new(File::open(&path).map_err(io)?);
+        let bytes = std::fs::read(&path).map_err(io)?;
         let mut history = History::new();
+        let mut warnings = Vec::new();
         let mut id = None;
-        for (n, line) in reader.lines().enumerate() {
-            let line = line.map_err(io)?;
-            if line.trim().is_empty() {
-                continue;
-            }
-            let parsed: Line = match serde_json::from_str(&line) {
-                Ok(parsed) => parsed,
-                // A last line cut by a crash is dropped; anything else is corruption.
-                Err(_) if line_is_last(&path, n) => break,
-                Err(e) => {
+        // The end of the last line read whole, and whether that line has its newline.
+        let mut good_end = 0;
+        let mut start = 0;
+        let mut n = 0;
+        while start < bytes.len() {
+            let end = bytes[start..]
+                .iter()
+                .position(|&b| b == b'\n')
+                .map_or(bytes.len(), |i| start + i + 1);
+            let raw = &bytes[start..end];
+            n += 1;
+            let text = std::str::from_utf8(raw).map_err(|e| e.to_string());
+            let parsed = text.and_then(|t| {
+                if t.trim().is_empty() {
+                    Ok(None)
+                } else {
+                    serde_json::from_str::<Line>(t)
+                        .map(Some)
+                        .map_err(|e| e.to_string())
+                }
+            });
+            match parsed {
+                Ok(None) => {}
+                Ok(Some(line)) => match line {
+                    Line::Session { id: sid, .. } => id = Some(sid),
+                    Line::Message { message } => history.apply(Change::Push(message)),
+                    Line::Append { content } => history.apply(Change::Append(content)),
+                },
+                Err(_) if is_torn(&bytes[end..]) => {
+                    warnings.push(format!(
+                        "session file {}: its last line ({} bytes) was cut off, likely when \
+                         corral was stopped while writing it; resuming without it",
+                        path.display(),
+                        raw.len()
+                    ));
+                    break;
+                }
+                Err(message) => {
                     return Err(SessionError::Corrupt {
                         path,
-                        line: n + 1,
-                        message: e.to_string(),
+                        line: n,
+                        message,
                     });
                 }
-            };
-            match parsed {
-                Line::Session { id: sid, .. } => id = Some(sid),
-                Line::Message { message } => history.apply(Change::Push(message)),
-                Line::Append { content } => history.apply(Change::Append(content)),
             }
+            good_end = end;
+            start = end;
         }
         let id = id.ok_or_else(|| SessionError::Corrupt {
             path: path.clone(),
             line: 1,
             message: "no session header".into(),
         })?;
-        let file = OpenOptions::new().append(true).open(&path).map_err(io)?;
-        Ok((Self { id, path, file }, history))
+        let mut file = OpenOptions::new().append(true).open(&path).map_err(io)?;
+        if good_end < bytes.len() {
+            file.set_len(good_end as u64).map_err(io)?;
+        }
+        if good_end > 0 && bytes[good_end - 1] != b'\n' {
+            file.write_all(b"\n").map_err(io)?;
+        }
+        Ok((Self { id, path, file }, history, warnings))
     }
 
     pub fn id(&self) -> &str {
@@ -184,10 +225,10 @@ impl SessionLog {
     }
 }
 
-fn line_is_last(path: &Path, index: usize) -> bool {
-    std::fs::read_to_string(path)
-        .map(|t| t.lines().count() == index + 1)
-        .unwrap_or(false)
+/// Whether what follows a line that does not parse is empty: the line was the last one
+/// written, and was cut off.
+fn is_torn(rest: &[u8]) -> bool {
+    rest.iter().all(u8::is_ascii_whitespace)
 }
 
 fn sessions(dir: &Path) -> Result<Vec<PathBuf>, SessionError> {

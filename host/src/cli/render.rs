@@ -96,6 +96,13 @@ impl Display {
         {
             tracing::info!(target: "corral::plugin", %plugin, ?level, "{message}");
         }
+        // Warnings reach stderr in every mode, `--quiet` and `--json` included.
+        if let Event::Warning { .. } = event
+            && matches!(&*self.0, Kind::Json | Kind::Quiet)
+            && let Some(line) = line(event)
+        {
+            let _ = writeln!(std::io::stderr(), "{}", line.text());
+        }
         match &*self.0 {
             Kind::Json => {
                 if let Ok(line) = serde_json::to_string(event) {
@@ -301,6 +308,7 @@ pub fn line(event: &Event) -> Option<Line> {
                 duration(*wait_ms)
             ),
         )],
+        Event::Warning { message } => vec![piece(Warn, &format!("corral: warning: {message}"))],
         Event::Finished { usage, .. } => vec![piece(
             Dim,
             &format!(

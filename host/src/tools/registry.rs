@@ -65,7 +65,8 @@ impl ToolRegistry {
         self.tools.is_empty()
     }
 
-    /// Runs one call: finds the tool, checks the input against its schema, runs it.
+    /// Runs one call: finds the tool, checks the input's depth ([`schema::check_depth`]) and
+    /// then its schema, runs it.
     /// Every failure is a [`ToolError`] for the model.
     pub async fn call(&self, name: &str, input: Value) -> Result<String, ToolError> {
         let tool = self.get(name).ok_or_else(|| ToolError::UnknownTool {
@@ -78,6 +79,7 @@ impl ToolRegistry {
                 raw.chars().take(200).collect::<String>()
             )));
         }
+        schema::check_depth(&input).map_err(ToolError::InvalidInput)?;
         schema::validate(&input, &tool.spec().input_schema).map_err(ToolError::InvalidInput)?;
         tool.call(input).await
     }

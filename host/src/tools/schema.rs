@@ -7,6 +7,86 @@
 
 use serde_json::Value;
 
+/// The deepest a tool's input may nest, counting each object and array as a level
+/// (`{"a": [1]}` is 2 deep). Deeper input is refused before its tool runs, and is not kept as
+/// such in the history: [`bound_depth`] puts a note in its place. So every session line stays
+/// well inside the JSON parser's own limit (128) and `--continue` can read back whatever was
+/// written.
+pub const MAX_INPUT_DEPTH: usize = 64;
+
+/// The one key of the object that stands for an input refused by [`bound_depth`].
+pub const REFUSED_KEY: &str = "corral_refused_input";
+
+/// How deeply `value` nests: 0 for a scalar, 1 for `{}` or `[]`, and so on. Iterative, so any
+/// depth is measured without recursion.
+pub fn depth(value: &Value) -> usize {
+    let mut deepest = 0;
+    let mut stack = vec![(value, 0usize)];
+    while let Some((value, level)) = stack.pop() {
+        let children: Box<dyn Iterator<Item = &Value>> = match value {
+            Value::Object(map) => Box::new(map.values()),
+            Value::Array(items) => Box::new(items.iter()),
+            _ => continue,
+        };
+        deepest = deepest.max(level + 1);
+        stack.extend(children.map(|child| (child, level + 1)));
+    }
+    deepest
+}
+
+/// The depth rule: `Err` with what the model should do when `input` nests deeper than
+/// [`MAX_INPUT_DEPTH`], or when it is the note [`bound_depth`] left for such an input.
+pub fn check_depth(input: &Value) -> Result<(), String> {
+    if let Some(note) = input
+        .as_object()
+        .filter(|map| map.len() == 1)
+        .and_then(|map| map.get(REFUSED_KEY))
+        .and_then(Value::as_str)
+    {
+        return Err(note.to_string());
+    }
+    let depth = depth(input);
+    if depth > MAX_INPUT_DEPTH {
+        return Err(too_deep(depth));
+    }
+    Ok(())
+}
+
+fn too_deep(depth: usize) -> String {
+    format!(
+        "input: nested {depth} levels deep; a tool's input may nest at most {MAX_INPUT_DEPTH} \
+         levels. Send flatter input (deeply nested data can go in a file, or in a string)."
+    )
+}
+
+/// Applies the depth rule to an input about to enter the history: one deeper than
+/// [`MAX_INPUT_DEPTH`] is replaced by `{"corral_refused_input": "<why>"}`, which the tool
+/// registry answers with that error. Returns whether it was replaced.
+pub fn bound_depth(input: &mut Value) -> bool {
+    let depth = depth(input);
+    if depth <= MAX_INPUT_DEPTH {
+        return false;
+    }
+    let mut note = serde_json::Map::new();
+    note.insert(REFUSED_KEY.to_string(), Value::String(too_deep(depth)));
+    // Taken apart level by level: dropping a deep value recursively could use much stack.
+    let deep = std::mem::replace(input, Value::Object(note));
+    drop_flat(deep);
+    true
+}
+
+/// Drops `value` without recursion.
+fn drop_flat(value: Value) {
+    let mut stack = vec![value];
+    while let Some(value) = stack.pop() {
+        match value {
+            Value::Object(map) => stack.extend(map.into_iter().map(|(_, v)| v)),
+            Value::Array(items) => stack.extend(items),
+            _ => {}
+        }
+    }
+}
+
 /// Checks `value` against `schema`; the error names the first place that does not fit, e.g.
 /// `input.timeout_secs: expected integer, got string "ten"`.
 pub fn validate(value: &Value, schema: &Value) -> Result<(), String> {
@@ -218,6 +298,44 @@ mod tests {
             "required": ["command"],
             "additionalProperties": false
         })
+    }
+
+    fn nested(levels: usize) -> Value {
+        let mut value = json!(1);
+        for _ in 0..levels {
+            let mut map = serde_json::Map::new();
+            map.insert("a".into(), value);
+            value = Value::Object(map);
+        }
+        value
+    }
+
+    /// Depth counts objects and arrays; the rule takes exactly MAX_INPUT_DEPTH levels.
+    #[test]
+    fn the_depth_rule() {
+        assert_eq!(depth(&json!(1)), 0);
+        assert_eq!(depth(&json!({})), 1);
+        assert_eq!(depth(&json!({"a": [1, {"b": []}]})), 4);
+        assert_eq!(check_depth(&nested(MAX_INPUT_DEPTH)), Ok(()));
+        let error = check_depth(&nested(MAX_INPUT_DEPTH + 1)).unwrap_err();
+        assert!(error.starts_with("input: nested 65 levels deep"), "{error}");
+    }
+
+    /// A too-deep input is replaced by a note the rule refuses with the same message; one
+    /// within the rule is left alone. A very deep value is measured and dropped without
+    /// overflowing the stack.
+    #[test]
+    fn bound_depth_leaves_a_note() {
+        let mut ok = nested(MAX_INPUT_DEPTH);
+        assert!(!bound_depth(&mut ok));
+        assert_eq!(ok, nested(MAX_INPUT_DEPTH));
+        let mut deep = nested(127);
+        let before = check_depth(&deep).unwrap_err();
+        assert!(bound_depth(&mut deep));
+        assert_eq!(depth(&deep), 1);
+        assert_eq!(check_depth(&deep), Err(before));
+        let mut huge = nested(100_000);
+        assert!(bound_depth(&mut huge));
     }
 
     #[test]
