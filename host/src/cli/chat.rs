@@ -12,6 +12,7 @@ use super::args::AgentArgs;
 use super::render::Display;
 
 pub async fn chat(args: AgentArgs) -> anyhow::Result<ExitCode> {
+    super::signals::contain();
     let (workspace, policy) = match super::plugins::open(&args.workspace) {
         Ok(opened) => opened,
         Err(code) => return Ok(code),
@@ -61,7 +62,7 @@ pub async fn chat(args: AgentArgs) -> anyhow::Result<ExitCode> {
             signal = super::signals::interrupted() => {
                 corral::process::kill_all_groups();
                 agent.shutdown();
-                eprintln!("corral: {signal}");
+                super::signals::last_words(&format!("corral: {signal}"));
                 return Ok(ExitCode::from(super::EXIT_INTERRUPTED));
             }
         };
@@ -86,10 +87,10 @@ pub async fn chat(args: AgentArgs) -> anyhow::Result<ExitCode> {
         let result = tokio::select! {
             result = agent.prompt(line) => result,
             signal = super::signals::interrupted() => {
-                display.finish();
                 corral::process::kill_all_groups();
                 agent.shutdown();
-                eprintln!("corral: {signal}; session {} kept", agent.session_id());
+                display.finish();
+                super::signals::last_words(&format!("corral: {signal}; session {} kept", agent.session_id()));
                 return Ok(ExitCode::from(super::EXIT_INTERRUPTED));
             }
         };
@@ -100,6 +101,7 @@ pub async fn chat(args: AgentArgs) -> anyhow::Result<ExitCode> {
         }
     }
     agent.shutdown();
+    corral::process::kill_all_groups();
     Ok(ExitCode::SUCCESS)
 }
 

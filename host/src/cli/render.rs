@@ -132,7 +132,7 @@ impl Display {
                     let input = calls.lock().ok().and_then(|mut c| c.remove(id));
                     if let Some(line) = call_line(event, input.as_deref().unwrap_or("")) {
                         end_text_line(text_open);
-                        eprintln!("{}", line.text());
+                        err_line(&line.text());
                     }
                 }
                 _ => {
@@ -141,7 +141,7 @@ impl Display {
                         end_text_line(text_open);
                     }
                     if let Some(line) = line {
-                        eprintln!("{}", line.text());
+                        err_line(&line.text());
                     }
                 }
             },
@@ -153,7 +153,7 @@ impl Display {
     pub fn note(&self, text: &str) {
         match &*self.0 {
             Kind::Json | Kind::Quiet => {}
-            Kind::Plain { .. } => eprintln!("{text}"),
+            Kind::Plain { .. } => err_line(text),
             Kind::Terminal(terminal) => terminal.note(text),
         }
     }
@@ -164,8 +164,9 @@ impl Display {
         match &*self.0 {
             Kind::Json | Kind::Quiet => {}
             Kind::Plain { .. } => {
-                eprint!("{prompt}");
-                let _ = std::io::stderr().flush();
+                let mut err = std::io::stderr().lock();
+                let _ = err.write_all(prompt.as_bytes());
+                let _ = err.flush();
             }
             Kind::Terminal(terminal) => terminal.prompt(prompt),
         }
@@ -196,7 +197,7 @@ impl Display {
             Kind::Terminal(terminal) => terminal.streams_text(),
         };
         if !streamed {
-            println!("{}", text.trim_end());
+            let _ = writeln!(std::io::stdout(), "{}", text.trim_end());
         }
     }
 }
@@ -204,8 +205,14 @@ impl Display {
 /// Ends a line of streamed text left open on stdout, so that what follows starts a line.
 fn end_text_line(text_open: &AtomicBool) {
     if text_open.swap(false, Ordering::SeqCst) {
-        println!();
+        let _ = writeln!(std::io::stdout());
     }
+}
+
+/// One line on stderr. A failed write is ignored: once the terminal is gone (SIGHUP) or the
+/// reader of a pipe has left, `eprintln!` would panic, and corral is still ending its commands.
+fn err_line(text: &str) {
+    let _ = writeln!(std::io::stderr(), "{text}");
 }
 
 /// How a piece of a [`Line`] looks on a terminal with colours; plain lines ignore it.

@@ -8,6 +8,7 @@ use super::args::RunArgs;
 use super::render::Display;
 
 pub async fn run(args: RunArgs) -> anyhow::Result<ExitCode> {
+    super::signals::contain();
     let display = Display::for_run(args.json, args.agent.quiet);
     let (workspace, policy) = match super::plugins::open(&args.agent.workspace) {
         Ok(opened) => opened,
@@ -41,14 +42,19 @@ pub async fn run(args: RunArgs) -> anyhow::Result<ExitCode> {
     let result = tokio::select! {
         result = agent.prompt(&prompt) => result,
         signal = super::signals::interrupted() => {
-            display.finish();
+            // Everything stops before anything is printed: after SIGHUP the terminal is gone.
             let killed = corral::process::kill_all_groups();
             agent.shutdown();
-            eprintln!("corral: {signal}; stopped {killed} running command(s); session {} kept", agent.session_id());
+            display.finish();
+            super::signals::last_words(&format!(
+                "corral: {signal}; stopped {killed} running command(s); session {} kept",
+                agent.session_id()
+            ));
             return Ok(ExitCode::from(super::EXIT_INTERRUPTED));
         }
     };
     agent.shutdown();
+    corral::process::kill_all_groups();
     display.finish();
     match result {
         Ok(outcome) => {

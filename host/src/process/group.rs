@@ -5,47 +5,19 @@
 //! one pipe so they interleave exactly as the command wrote them. [`GroupChild::run`] then
 //! supervises it on the calling thread alone: one `poll` waits for output, for the shell's exit
 //! (a pidfd on Linux; a short poll interval elsewhere), for a cancel request and for the
-//! deadline. Killing goes to the group (`kill(-pgid, ...)`), so grandchildren die with the shell.
+//! deadline. Killing goes to the group (`kill(-pgid, ...)`) and to the shell's whole tree, so
+//! grandchildren die with the shell even when they left its group; see [`super::reaper`] for
+//! what is left when the shell exits by itself.
 
-use std::collections::HashSet;
 use std::io::{self, Read};
 use std::os::fd::{AsFd, AsRawFd, OwnedFd};
 use std::os::unix::process::CommandExt;
 use std::os::unix::process::ExitStatusExt;
 use std::path::Path;
 use std::process::{Child, Command, ExitStatus, Stdio};
-use std::sync::Mutex;
 use std::time::{Duration, Instant};
 
-/// Every process group started by [`spawn_shell`] and not yet reaped by [`GroupChild::run`]:
-/// what [`kill_all_groups`] ends when corral exits.
-static LIVE_GROUPS: Mutex<Option<HashSet<i32>>> = Mutex::new(None);
-
-fn track(pgid: i32, live: bool) {
-    if let Ok(mut groups) = LIVE_GROUPS.lock() {
-        let set = groups.get_or_insert_with(HashSet::new);
-        if live {
-            set.insert(pgid);
-        } else {
-            set.remove(&pgid);
-        }
-    }
-}
-
-/// Sends SIGKILL to every process group corral started and has not reaped: for exits on
-/// Ctrl-C, SIGTERM or an error, so no command outlives corral. Returns how many groups there
-/// were.
-pub fn kill_all_groups() -> usize {
-    let groups: Vec<i32> = LIVE_GROUPS
-        .lock()
-        .ok()
-        .and_then(|g| g.as_ref().map(|s| s.iter().copied().collect()))
-        .unwrap_or_default();
-    for &pgid in &groups {
-        kill_group(pgid, libc::SIGKILL);
-    }
-    groups.len()
-}
+use super::reaper::{self, kill_tree};
 
 /// Which environment variables a command sees.
 #[derive(Debug, Clone, Default, PartialEq, Eq)]
@@ -128,11 +100,11 @@ pub fn spawn_shell(command: &str, cwd: &Path, env: &CommandEnv) -> io::Result<Gr
             }
         }
     }
-    let child = cmd.spawn()?;
+    reaper::contain(&mut cmd);
+    let child = reaper::spawn_registered(&mut cmd)?;
     // Drop our copies of the write end (held by `cmd`) so EOF comes when the group's copies close.
     drop(cmd);
     let pgid = i32::try_from(child.id()).map_err(io::Error::other)?;
-    track(pgid, true);
     let (cancel_rx, cancel_tx) = io::pipe()?;
     Ok(GroupChild {
         child,
@@ -201,14 +173,14 @@ impl GroupChild {
             }
             let now = Instant::now();
             if ending.is_none() && deadline.is_some_and(|d| now >= d) {
-                kill_group(self.pgid, libc::SIGTERM);
+                kill_tree(self.pgid, libc::SIGTERM);
                 ending = Some((WaitOutcome::TimedOut, later(now, grace)));
             }
             if let Some((_, kill_at)) = &ending
                 && now >= *kill_at
                 && !killed
             {
-                kill_group(self.pgid, libc::SIGKILL);
+                kill_tree(self.pgid, libc::SIGKILL);
                 killed = true;
             }
             // Sleep in poll until something happens or the next deadline.
@@ -265,7 +237,7 @@ impl GroupChild {
                         Ok(0) | Err(_) => output_open = false,
                         Ok(n) => {
                             if !sink.write(&buf[..n]) {
-                                kill_group(self.pgid, libc::SIGKILL);
+                                kill_tree(self.pgid, libc::SIGKILL);
                                 output_open = false;
                             }
                         }
@@ -275,15 +247,17 @@ impl GroupChild {
                     let mut requests = [0u8; 64];
                     let _ = self.cancel_rx.read(&mut requests);
                     if ending.is_none() {
-                        kill_group(self.pgid, libc::SIGTERM);
+                        kill_tree(self.pgid, libc::SIGTERM);
                         ending = Some((WaitOutcome::Cancelled, later(Instant::now(), grace)));
                     }
                 }
             }
         };
-        // Whatever is left of the group dies now; then the output drains to its end.
+        // Whatever is left of the group dies now, and what left the group and was re-parented
+        // to corral; then the output drains to its end.
         kill_group(self.pgid, libc::SIGKILL);
-        track(self.pgid, false);
+        reaper::unregister(self.pgid);
+        reaper::sweep();
         let drained = !output_open || drain_output(&mut self.output, &mut sink, drain, &mut buf);
         let outcome = status.map(|status| match ending {
             Some((outcome, _)) => outcome,

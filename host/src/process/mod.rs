@@ -1,11 +1,15 @@
 //! Running shell commands: one way of spawning a process group, shared by the bash tool and the
-//! background manager, and the bounded output buffer both use.
+//! background manager; the bounded output buffer both use; containment, so nothing a command
+//! starts outlives it; and what `/proc` says about processes.
 
 mod group;
 mod output;
+pub mod procfs;
+mod reaper;
 
 pub use group::{
-    Canceller, CommandEnv, GroupChild, OutputSink, RunEnd, WaitOutcome, describe_status,
-    group_alive, kill_all_groups, kill_group, spawn_shell,
+    Canceller, CommandEnv, FAR_OFF, GroupChild, OutputSink, RunEnd, WaitOutcome, describe_status,
+    group_alive, kill_group, spawn_shell,
 };
 pub use output::{HeadTail, tail_lines};
+pub use reaper::{SWEEP_DEADLINE, adopt_orphans, adopting, kill_all_groups, kill_tree, sweep};

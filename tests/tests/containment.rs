@@ -1,0 +1,305 @@
+//! No process outlives corral: what a command starts with `setsid -f` (a new session and group,
+//! re-parented away from its shell) is ended with its `bash` call, with its background task, at
+//! exit, and on SIGHUP. Each test marks its processes with a unique argument (`sleep 300.NNN`)
+//! and scans `/proc` for them.
+
+#![allow(clippy::unwrap_used, clippy::expect_used)]
+
+use std::sync::Arc;
+use std::time::{Duration, Instant};
+
+use corral::background::{BackgroundConfig, BackgroundManager};
+use corral::workspace::Workspace;
+use corral_tests::{Corral, Reply, ScriptedServer, Turn, tool_results, tool_use};
+use serde_json::{Value, json};
+
+/// Pids of the live processes whose command line is `sleep <marker>`.
+fn running(marker: &str) -> Vec<i32> {
+    let wanted = format!("sleep\0{marker}\0");
+    std::fs::read_dir("/proc")
+        .unwrap()
+        .filter_map(Result::ok)
+        .filter_map(|e| e.file_name().to_str()?.parse::<i32>().ok())
+        .filter(|pid| {
+            std::fs::read(format!("/proc/{pid}/cmdline"))
+                .is_ok_and(|c| c.ends_with(wanted.as_bytes()) && c.starts_with(b"sleep\0"))
+        })
+        .collect()
+}
+
+/// Waits (at most `secs`) for `cond`.
+fn eventually(secs: u64, mut cond: impl FnMut() -> bool) -> bool {
+    let deadline = Instant::now() + Duration::from_secs(secs);
+    while Instant::now() < deadline {
+        if cond() {
+            return true;
+        }
+        std::thread::sleep(Duration::from_millis(20));
+    }
+    cond()
+}
+
+fn gone(marker: &str) -> bool {
+    eventually(10, || running(marker).is_empty())
+}
+
+/// A reply, decided when the request arrives, saying whether `sleep <marker>` runs then.
+fn report(marker: &'static str) -> Reply {
+    Reply::dynamic(move |_| {
+        let left = running(marker);
+        Turn::text(&if left.is_empty() {
+            format!("{marker}: none")
+        } else {
+            format!("{marker}: running {left:?}")
+        })
+        .into()
+    })
+}
+
+/// Kills whatever a failed test left with the marker, so it does not linger on the machine.
+struct Cleanup(&'static [&'static str]);
+
+impl Drop for Cleanup {
+    fn drop(&mut self) {
+        for marker in self.0 {
+            for pid in running(marker) {
+                // SAFETY: signalling a process this test started.
+                unsafe { libc::kill(pid, libc::SIGKILL) };
+            }
+        }
+    }
+}
+
+/// `setsid -f` from a `bash` call: the process it forks is gone when the call returns (the next
+/// model request sees none), though it left the call's process group and session.
+#[test]
+fn setsid_from_bash_ends_with_the_call() {
+    let _cleanup = Cleanup(&["300.101"]);
+    let corral = Corral::new();
+    let server = ScriptedServer::start(vec![
+        Turn::tools(vec![tool_use(
+            "b",
+            "bash",
+            json!({"command": "setsid -f sleep 300.101; while [ -z \"$(pgrep -f 'sleep 300[.]101')\" ]; do sleep 0.02; done; echo escaped"}),
+        )])
+        .into(),
+        report("300.101"),
+    ]);
+    let out = corral.run(Some(&server), &["run", "go"]);
+    out.assert_code(0);
+    server.assert_clean();
+    let results = tool_results(&server.bodies()[1]);
+    assert!(
+        results[0].content.starts_with("escaped"),
+        "the command ran: {:?}",
+        results[0]
+    );
+    assert_eq!(
+        out.stdout.trim(),
+        "300.101: none",
+        "the setsid process outlived the bash call"
+    );
+    assert!(gone("300.101"));
+}
+
+/// The text of the `tool_result` answering `tool_use_id`, anywhere in a request body.
+fn result_of(body: &Value, tool_use_id: &str) -> String {
+    body["messages"]
+        .as_array()
+        .into_iter()
+        .flatten()
+        .filter_map(|m| m["content"].as_array())
+        .flatten()
+        .find(|b| b["type"] == "tool_result" && b["tool_use_id"] == tool_use_id)
+        .and_then(|b| b["content"].as_str())
+        .unwrap_or("")
+        .to_string()
+}
+
+/// The task id in a `background_run` result ("Background task <id> started: ...").
+fn task_id(result: &str) -> String {
+    result
+        .strip_prefix("Background task ")
+        .and_then(|rest| rest.get(..8))
+        .unwrap_or("")
+        .to_string()
+}
+
+/// A shell loop that waits until `sleep <marker>` runs.
+fn wait_for(marker: &str) -> String {
+    format!(
+        "while [ -z \"$(pgrep -f 'sleep {}')\" ]; do sleep 0.02; done",
+        marker.replace('.', "[.]")
+    )
+}
+
+/// `setsid -f` from background tasks. One task's shell exits by itself (once the test lets it):
+/// its escaped process is gone when the task ends. Another keeps running: its escaped process
+/// lives as long as the task (neither a `bash` call ending meanwhile nor the first task's end
+/// takes it), and dies with `kill_background`.
+#[test]
+fn setsid_from_background_ends_with_the_task() {
+    let _cleanup = Cleanup(&["300.201", "300.202", "300.203"]);
+    let corral = Corral::new();
+    let go = corral.path("go");
+    let server = ScriptedServer::start(vec![
+        Turn::tools(vec![
+            tool_use(
+                "quick",
+                "background_run",
+                json!({"command": format!(
+                    "setsid -f sleep 300.201; {}; while [ ! -e go ]; do sleep 0.02; done",
+                    wait_for("300.201")
+                )}),
+            ),
+            tool_use(
+                "long",
+                "background_run",
+                json!({"command": "setsid -f sleep 300.202; exec sleep 300.203", "timeout_secs": 0}),
+            ),
+        ])
+        .into(),
+        Turn::tools(vec![tool_use(
+            "w",
+            "bash",
+            json!({"command": format!("{}; {}", wait_for("300.201"), wait_for("300.202")), "timeout_secs": 60}),
+        )])
+        .into(),
+        // The bash call has ended and both escaped processes run: the quick task may end now,
+        // and corral waits for it (it has a timeout; the long one has none).
+        Reply::dynamic(move |_| {
+            let (quick, long) = (running("300.201"), running("300.202"));
+            std::fs::write(&go, "").unwrap();
+            Turn::text(&format!("after bash: quick {quick:?}, long {long:?}")).into()
+        }),
+        Reply::dynamic(|body| {
+            let (quick, long) = (running("300.201"), running("300.202"));
+            if !quick.is_empty() || long.is_empty() {
+                return Turn::text(&format!("wrong: quick {quick:?}, long {long:?}")).into();
+            }
+            let id = task_id(&result_of(body, "long"));
+            Turn::tools(vec![tool_use("k", "kill_background", json!({"task_id": id}))]).into()
+        }),
+        Reply::dynamic(|_| {
+            let left = [running("300.202"), running("300.203")].concat();
+            Turn::text(&if left.is_empty() {
+                "all gone".to_string()
+            } else {
+                format!("left: {left:?}")
+            })
+            .into()
+        }),
+    ]);
+    let out = corral.run(Some(&server), &["run", "go"]);
+    out.assert_code(0);
+    server.assert_clean();
+    let bodies = server.bodies();
+    let after_bash = bodies[2]["messages"].to_string();
+    assert!(
+        after_bash.contains("Background task") && !after_bash.contains("<background-results>"),
+        "the quick task ended before the test let it: {after_bash}"
+    );
+    assert!(
+        bodies[3]["messages"]
+            .to_string()
+            .contains("<background-results>"),
+        "the quick task's end reached the model"
+    );
+    let kill = tool_results(&bodies[4]);
+    assert!(kill[0].content.contains("stopped"), "{:?}", kill[0]);
+    assert_eq!(out.stdout.trim(), "all gone", "stderr:\n{}", out.stderr);
+    for marker in ["300.201", "300.202", "300.203"] {
+        assert!(gone(marker), "{marker} outlived corral");
+    }
+}
+
+/// A server started with no timeout, which forks a `setsid -f` process of its own, dies with
+/// corral when `run --no-wait` exits.
+#[test]
+fn setsid_from_a_server_ends_at_exit() {
+    let _cleanup = Cleanup(&["300.301", "300.302"]);
+    let corral = Corral::new();
+    let server = ScriptedServer::start(vec![
+        Turn::tools(vec![tool_use(
+            "s",
+            "background_run",
+            json!({"command": "setsid -f sleep 300.301; exec sleep 300.302", "timeout_secs": 0}),
+        )])
+        .into(),
+        Turn::tools(vec![tool_use(
+            "w",
+            "bash",
+            json!({"command": "while [ -z \"$(pgrep -f 'sleep 300[.]301')\" ]; do sleep 0.02; done", "timeout_secs": 60}),
+        )])
+        .into(),
+        Turn::text("server up").into(),
+    ]);
+    corral
+        .run(Some(&server), &["run", "--no-wait", "serve"])
+        .assert_code(0);
+    server.assert_clean();
+    assert!(gone("300.301"), "the setsid process outlived corral");
+    assert!(gone("300.302"), "the server outlived corral");
+}
+
+/// SIGHUP (the terminal closed) to a running `corral run`, with a `bash` call under way and a
+/// background task that escaped with `setsid -f`: corral exits with 130, as for SIGTERM, and
+/// none of their processes is left.
+#[test]
+fn sighup_ends_everything() {
+    let _cleanup = Cleanup(&["300.401", "300.402", "300.403"]);
+    let corral = Corral::new();
+    let server = ScriptedServer::start(vec![
+        Turn::tools(vec![tool_use(
+            "r",
+            "background_run",
+            json!({"command": "setsid -f sleep 300.401; exec sleep 300.402"}),
+        )])
+        .into(),
+        Turn::tools(vec![tool_use(
+            "b",
+            "bash",
+            json!({"command": "sleep 300.403", "timeout_secs": 600}),
+        )])
+        .into(),
+    ]);
+    let mut cmd = corral.command_for(&Corral::bin(), Some(&server));
+    cmd.args(["run", "go"]);
+    let mut child = cmd.spawn().unwrap();
+    assert!(
+        eventually(60, || ["300.401", "300.402", "300.403"]
+            .iter()
+            .all(|m| !running(m).is_empty())),
+        "the commands never started"
+    );
+    // SAFETY: signalling our own child.
+    unsafe { libc::kill(child.id() as i32, libc::SIGHUP) };
+    let deadline = Instant::now() + Duration::from_secs(30);
+    let status = loop {
+        if let Some(status) = child.try_wait().unwrap() {
+            break status;
+        }
+        assert!(Instant::now() < deadline, "corral did not stop on SIGHUP");
+        std::thread::sleep(Duration::from_millis(20));
+    };
+    assert_eq!(status.code(), Some(130), "SIGHUP exits as SIGTERM does");
+    for marker in ["300.401", "300.402", "300.403"] {
+        assert!(gone(marker), "{marker} outlived corral's SIGHUP");
+    }
+}
+
+/// Through the library, without [`corral::process::adopt_orphans`]: killing a task still takes
+/// the process it `setsid`ed away, since the task's shell holds its whole tree.
+#[test]
+fn killing_a_task_takes_its_whole_tree() {
+    let _cleanup = Cleanup(&["300.501"]);
+    let dir = tempfile::tempdir().unwrap();
+    let ws = Arc::new(Workspace::open(dir.path()).unwrap());
+    let bg = BackgroundManager::new(ws, BackgroundConfig::default(), |_| {});
+    let task = bg
+        .start("setsid -f sleep 300.501; sleep 300", None)
+        .unwrap();
+    assert!(eventually(30, || !running("300.501").is_empty()));
+    bg.kill(&task.id, "test").unwrap();
+    assert!(gone("300.501"), "the setsid process survived the kill");
+}
