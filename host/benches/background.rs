@@ -308,6 +308,7 @@ fn process_layer_round(cwd: &Path) -> Result<Duration> {
                     "true",
                     &cwd,
                     &corral::process::CommandEnv::Inherit,
+                    None,
                 )?;
                 let end = child.run(
                     None,

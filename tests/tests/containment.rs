@@ -303,3 +303,210 @@ fn killing_a_task_takes_its_whole_tree() {
     bg.kill(&task.id, "test").unwrap();
     assert!(gone("300.501"), "the setsid process survived the kill");
 }
+
+/// Pids of the live processes whose command line holds `needle`.
+fn running_with(needle: &str) -> Vec<i32> {
+    let me = std::process::id() as i32;
+    std::fs::read_dir("/proc")
+        .unwrap()
+        .filter_map(Result::ok)
+        .filter_map(|e| e.file_name().to_str()?.parse::<i32>().ok())
+        .filter(|&pid| pid != me)
+        .filter(|pid| {
+            std::fs::read(format!("/proc/{pid}/cmdline")).is_ok_and(|c| {
+                c.windows(needle.len()).any(|w| w == needle.as_bytes())
+                    && !std::fs::read_to_string(format!("/proc/{pid}/stat")).is_ok_and(|s| {
+                        s.rsplit(')')
+                            .next()
+                            .is_some_and(|r| r.trim_start().starts_with('Z'))
+                    })
+            })
+        })
+        .collect()
+}
+
+/// Waits for `child` (at most 30 s).
+fn reap(child: &mut std::process::Child) -> std::process::ExitStatus {
+    let deadline = Instant::now() + Duration::from_secs(30);
+    loop {
+        if let Some(status) = child.try_wait().unwrap() {
+            return status;
+        }
+        assert!(Instant::now() < deadline, "corral did not exit");
+        std::thread::sleep(Duration::from_millis(20));
+    }
+}
+
+/// `kill -9` leaves everything running: nothing can clean up at that moment. The next start in
+/// that workspace ends it all, says so on stderr, and `--continue` tells the model the truth: the
+/// bash call it was waiting for was still running and was ended; of its background tasks, the
+/// server (and what it `setsid`ed away) was still running and was ended, and the one that ended
+/// meanwhile is reported as ended with its status unknown. The journal then holds nothing of
+/// the dead corral.
+#[test]
+fn after_kill_9_the_next_start_ends_what_was_left() {
+    let _cleanup = Cleanup(&["300.601", "300.602", "300.603", "300.604"]);
+    let corral = Corral::new();
+    let first = ScriptedServer::start(vec![
+        Turn::tools(vec![
+            tool_use(
+                "server",
+                "background_run",
+                json!({"command": "setsid -f sleep 300.601; exec sleep 300.602", "timeout_secs": 0}),
+            ),
+            tool_use(
+                "brief",
+                "background_run",
+                json!({"command": "sleep 300.604 & while [ ! -e stop ]; do sleep 0.02; done; kill $!"}),
+            ),
+        ])
+        .into(),
+        Turn::tools(vec![tool_use(
+            "b",
+            "bash",
+            json!({"command": format!("{}; sleep 300.603", wait_for("300.601")), "timeout_secs": 600}),
+        )])
+        .into(),
+    ]);
+    let mut cmd = corral.command_for(&Corral::bin(), Some(&first));
+    cmd.args(["run", "go"])
+        .stdout(std::process::Stdio::null())
+        .stderr(std::process::Stdio::null());
+    let mut child = cmd.spawn().unwrap();
+    let markers = ["300.601", "300.602", "300.603", "300.604"];
+    assert!(
+        eventually(60, || markers.iter().all(|m| !running(m).is_empty())),
+        "the commands never started"
+    );
+    // SAFETY: signalling our own child.
+    unsafe { libc::kill(child.id() as i32, libc::SIGKILL) };
+    reap(&mut child);
+    std::thread::sleep(Duration::from_millis(300));
+    for marker in markers {
+        assert!(
+            !running(marker).is_empty(),
+            "{marker} died with corral: nothing to test"
+        );
+    }
+    // One task ends by itself while no corral runs.
+    std::fs::write(corral.path("stop"), "").unwrap();
+    assert!(gone("300.604"), "the brief task did not end");
+    assert!(eventually(10, || running_with("while [ ! -e stop ]").is_empty()));
+
+    let second = ScriptedServer::start(vec![Reply::dynamic(|_| {
+        let left: Vec<i32> = ["300.601", "300.602", "300.603"]
+            .iter()
+            .flat_map(|m| running(m))
+            .collect();
+        Turn::text(&format!("left at the first request: {left:?}")).into()
+    })]);
+    let out = corral.run(Some(&second), &["run", "--continue", "what happened?"]);
+    out.assert_code(0);
+    second.assert_clean();
+    assert_eq!(out.stdout.trim(), "left at the first request: []");
+    for marker in ["300.601", "300.602", "300.603"] {
+        assert!(gone(marker), "{marker} outlived the next start");
+    }
+    assert!(
+        out.stderr
+            .contains("was still running, left by a corral that was stopped without ending it"),
+        "{}",
+        out.stderr
+    );
+
+    let body = &second.bodies()[0];
+    let bash = result_of(body, "b");
+    assert!(
+        bash.contains("still running when corral started again, and was ended then"),
+        "the bash call's result: {bash}"
+    );
+    let server_id = task_id(&result_of(body, "server"));
+    let brief_id = task_id(&result_of(body, "brief"));
+    let messages = body["messages"].as_array().unwrap();
+    let last = messages.last().unwrap()["content"].to_string();
+    let note_at = |id: &str| {
+        last.find(&format!("[bg:{id}]"))
+            .expect(&format!("no note on {id}: {last}"))
+    };
+    let (server_note, brief_note) = (note_at(&server_id), note_at(&brief_id));
+    let server_text = &last[server_note..];
+    assert!(
+        server_text.starts_with(&format!(
+            "[bg:{server_id}] killed (corral was stopped without ending it; it was still running"
+        )),
+        "{last}"
+    );
+    let brief_text = &last[brief_note..];
+    assert!(
+        brief_text.starts_with(&format!("[bg:{brief_id}] ended, exit status unknown")),
+        "{last}"
+    );
+    assert!(
+        last.contains("what happened?"),
+        "the prompt follows: {last}"
+    );
+
+    let journal =
+        std::fs::read_to_string(corral.path(".corral/tasks/journal.jsonl")).unwrap_or_default();
+    assert!(
+        !journal.contains("300.60"),
+        "the dead corral's entries stay: {journal}"
+    );
+}
+
+/// Two corrals in one workspace: a start does not touch the commands of a corral that is still
+/// running there, and that corral still ends them itself.
+#[test]
+fn a_start_leaves_a_running_corral_alone() {
+    let _cleanup = Cleanup(&["300.701", "300.702"]);
+    let corral = Corral::new();
+    let first = ScriptedServer::start(vec![
+        Turn::tools(vec![tool_use(
+            "s",
+            "background_run",
+            json!({"command": "exec sleep 300.701", "timeout_secs": 0}),
+        )])
+        .into(),
+        Turn::tools(vec![tool_use(
+            "b",
+            "bash",
+            json!({"command": "sleep 300.702", "timeout_secs": 600}),
+        )])
+        .into(),
+    ]);
+    let mut cmd = corral.command_for(&Corral::bin(), Some(&first));
+    cmd.args(["run", "go"])
+        .stdout(std::process::Stdio::null())
+        .stderr(std::process::Stdio::null());
+    let mut child = cmd.spawn().unwrap();
+    assert!(
+        eventually(60, || !running("300.701").is_empty()
+            && !running("300.702").is_empty()),
+        "the commands never started"
+    );
+    let second = ScriptedServer::start(vec![Turn::text("hello").into()]);
+    let out = corral.run(Some(&second), &["run", "hi"]);
+    out.assert_code(0);
+    assert!(!out.stderr.contains("still running"), "{}", out.stderr);
+    std::thread::sleep(Duration::from_millis(300));
+    assert!(
+        !running("300.701").is_empty(),
+        "a start killed a live corral's task"
+    );
+    assert!(
+        !running("300.702").is_empty(),
+        "a start killed a live corral's bash call"
+    );
+    // SAFETY: signalling our own child.
+    unsafe { libc::kill(child.id() as i32, libc::SIGTERM) };
+    assert_eq!(reap(&mut child).code(), Some(130));
+    assert!(gone("300.701") && gone("300.702"));
+    let journal =
+        std::fs::read_to_string(corral.path(".corral/tasks/journal.jsonl")).unwrap_or_default();
+    let open: Vec<&str> = journal
+        .lines()
+        .filter(|l| l.contains("\"start\""))
+        .collect();
+    let ended = journal.lines().filter(|l| l.contains("\"end\"")).count();
+    assert!(open.len() <= ended, "ends recorded at exit: {journal}");
+}

@@ -5,6 +5,7 @@ use std::sync::Arc;
 
 use super::history::History;
 use super::prompt::system_prompt;
+use super::restart::Restart;
 use super::session::{SessionChoice, SessionLog};
 use super::{Agent, AgentError, Event, EventSink, ignore_events};
 use crate::background::BackgroundManager;
@@ -120,6 +121,11 @@ impl AgentBuilder {
                 .map_err(|e| AgentError::Config(e.to_string()))?;
         }
 
+        // Before anything starts: end what a corral that was killed left running here.
+        let mut restart = Restart::recover(&workspace, |message| {
+            (self.events)(&Event::Warning { message })
+        });
+
         let sessions = workspace.state_dir().join("sessions");
         let (mut session, history, resumed) = match &self.session {
             SessionChoice::New => (
@@ -136,9 +142,13 @@ impl AgentBuilder {
             }
         };
         let mut history = history;
-        let owed = history.unanswered_tool_uses();
+        let owed = history.unanswered_tool_uses(|call| restart.owed_result(call));
         if !owed.is_empty() {
             let change = history.add_user(owed);
+            session.record(&change)?;
+        }
+        if resumed && let Some(note) = restart.background_note(history.messages()) {
+            let change = history.add_user(vec![crate::llm::ContentBlock::text(note)]);
             session.record(&change)?;
         }
         (self.events)(&Event::SessionStarted {

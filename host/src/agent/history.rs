@@ -88,14 +88,21 @@ impl History {
     }
 
     /// The `tool_result` blocks owed by the last message, if it is an assistant message with
-    /// `tool_use` blocks: what a session interrupted mid-call needs before it can go on.
-    pub fn unanswered_tool_uses(&self) -> Vec<ContentBlock> {
+    /// `tool_use` blocks: what a session interrupted mid-call needs before it can go on. Each
+    /// says "interrupted: corral stopped before this tool call finished", unless `known` has a
+    /// truer account of that call (see [`super::restart`]).
+    pub fn unanswered_tool_uses(
+        &self,
+        mut known: impl FnMut(&crate::llm::ToolUse<'_>) -> Option<String>,
+    ) -> Vec<ContentBlock> {
         match self.messages.last() {
             Some(last) if last.role == Role::Assistant => last
                 .tool_uses()
                 .map(|t| ContentBlock::ToolResult {
                     tool_use_id: t.id.to_string(),
-                    content: "interrupted: corral stopped before this tool call finished".into(),
+                    content: known(&t).unwrap_or_else(|| {
+                        "interrupted: corral stopped before this tool call finished".into()
+                    }),
                     is_error: true,
                 })
                 .collect(),
@@ -256,7 +263,7 @@ mod tests {
         let mut h = History::new();
         h.add_user(vec![ContentBlock::text("go")]);
         h.add_assistant(vec![tool_use("a")]);
-        let owed = h.unanswered_tool_uses();
+        let owed = h.unanswered_tool_uses(|_| None);
         assert_eq!(owed.len(), 1);
         h.add_user(owed);
         assert_eq!(check_request(h.messages()), Ok(()));

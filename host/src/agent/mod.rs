@@ -10,6 +10,7 @@ mod error;
 mod events;
 pub mod history;
 mod prompt;
+mod restart;
 mod session;
 
 use std::sync::Arc;

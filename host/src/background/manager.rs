@@ -9,6 +9,7 @@ use std::time::{Duration, Instant, SystemTime};
 use super::output::{SharedOutput, TaskOutput};
 use super::queue::{Notification, NotificationQueue};
 use super::task::{Task, TaskId, TaskState, TaskStatus};
+use crate::process::journal::{Journal, TaskKind, TaskRecord};
 use crate::process::{self, CommandEnv, WaitOutcome};
 use crate::workspace::Workspace;
 
@@ -89,6 +90,9 @@ pub struct BackgroundManager {
     by_id: Mutex<HashMap<TaskId, Arc<Task>>>,
     queue: Arc<NotificationQueue>,
     events: TaskEventSink,
+    /// The workspace's task journal: every task is recorded there, so that one still running
+    /// when corral is killed is ended by the next start.
+    journal: Arc<Journal>,
 }
 
 impl std::fmt::Debug for BackgroundManager {
@@ -107,6 +111,7 @@ impl BackgroundManager {
         config: BackgroundConfig,
         events: impl Fn(TaskEvent) + Send + Sync + 'static,
     ) -> Self {
+        let journal = Arc::new(Journal::new(&workspace.state_dir()));
         Self {
             root: workspace.root().to_path_buf(),
             log_dir: workspace.state_dir().join("tasks"),
@@ -116,6 +121,7 @@ impl BackgroundManager {
             by_id: Mutex::new(HashMap::new()),
             queue: Arc::new(NotificationQueue::new()),
             events: Arc::new(events),
+            journal,
         }
     }
 
@@ -181,6 +187,12 @@ impl BackgroundManager {
         // once and many tasks start in parallel. A spawn that fails ends the task as
         // `failed to start`, with its notification.
         let job = Job {
+            record: TaskRecord {
+                journal: self.journal.clone(),
+                kind: TaskKind::Background,
+                id: Some(id.clone()),
+                log: Some(task.log_display.clone()),
+            },
             task: task.clone(),
             root: self.root.clone(),
             log_dir: self.log_dir.clone(),
@@ -293,6 +305,7 @@ fn new_id(by_id: &Mutex<HashMap<TaskId, Arc<Task>>>) -> TaskId {
 
 /// Everything a task's thread needs.
 struct Job {
+    record: TaskRecord,
     task: Arc<Task>,
     root: PathBuf,
     log_dir: PathBuf,
@@ -352,10 +365,11 @@ impl Job {
             }
             Err(e) => return failed(format!("{}: {e}", task.log_display)),
         }
-        let child = match process::spawn_shell(&task.command, &self.root, &self.env) {
-            Ok(child) => child,
-            Err(e) => return failed(e.to_string()),
-        };
+        let child =
+            match process::spawn_shell(&task.command, &self.root, &self.env, Some(&self.record)) {
+                Ok(child) => child,
+                Err(e) => return failed(e.to_string()),
+            };
         let canceller = child.canceller();
         let kill_now = task
             .state

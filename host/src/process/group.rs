@@ -17,7 +17,8 @@ use std::path::Path;
 use std::process::{Child, Command, ExitStatus, Stdio};
 use std::time::{Duration, Instant};
 
-use super::reaper::{self, kill_tree};
+use super::journal::{self, TaskRecord};
+use super::reaper::{self, Journaled, kill_tree};
 
 /// Which environment variables a command sees.
 #[derive(Debug, Clone, Default, PartialEq, Eq)]
@@ -76,13 +77,23 @@ pub struct GroupChild {
     output: io::PipeReader,
     cancel_rx: io::PipeReader,
     cancel_tx: std::sync::Arc<io::PipeWriter>,
+    journaled: Option<Journaled>,
 }
 
-/// Starts `sh -c command` in `cwd`, in a new process group, with stdin closed.
+/// Starts `sh -c command` in `cwd`, in a new process group, with stdin closed. With a
+/// `record`, the start goes into its task journal ([`super::journal`]) and the command (and
+/// what it starts) gets its token in [`journal::TASK_ENV`]; the end is recorded when
+/// [`GroupChild::run`] reaps it. A journal that cannot be written is logged, and the command
+/// runs all the same.
 ///
 /// Fails when the shell cannot be spawned (no `sh`, `cwd` missing). The returned child must be
 /// [`run`](GroupChild::run), which reaps it and kills what is left of its group.
-pub fn spawn_shell(command: &str, cwd: &Path, env: &CommandEnv) -> io::Result<GroupChild> {
+pub fn spawn_shell(
+    command: &str,
+    cwd: &Path,
+    env: &CommandEnv,
+    record: Option<&TaskRecord>,
+) -> io::Result<GroupChild> {
     let (output, writer) = io::pipe()?;
     let mut cmd = Command::new("sh");
     cmd.arg("-c")
@@ -100,11 +111,25 @@ pub fn spawn_shell(command: &str, cwd: &Path, env: &CommandEnv) -> io::Result<Gr
             }
         }
     }
+    let journaled = record.map(|record| Journaled {
+        journal: record.journal.clone(),
+        token: journal::new_token(),
+    });
+    if let Some(journaled) = &journaled {
+        cmd.env(journal::TASK_ENV, &journaled.token);
+    }
     reaper::contain(&mut cmd);
-    let child = reaper::spawn_registered(&mut cmd)?;
+    let child = reaper::spawn_registered(&mut cmd, journaled.clone())?;
     // Drop our copies of the write end (held by `cmd`) so EOF comes when the group's copies close.
     drop(cmd);
     let pgid = i32::try_from(child.id()).map_err(io::Error::other)?;
+    if let (Some(record), Some(journaled)) = (record, &journaled)
+        && let Err(error) = record
+            .journal
+            .started(record, command, &journaled.token, pgid)
+    {
+        tracing::warn!("{}: {error}", record.journal.path().display());
+    }
     let (cancel_rx, cancel_tx) = io::pipe()?;
     Ok(GroupChild {
         child,
@@ -112,6 +137,7 @@ pub fn spawn_shell(command: &str, cwd: &Path, env: &CommandEnv) -> io::Result<Gr
         output,
         cancel_rx,
         cancel_tx: std::sync::Arc::new(cancel_tx),
+        journaled,
     })
 }
 
@@ -258,6 +284,9 @@ impl GroupChild {
         kill_group(self.pgid, libc::SIGKILL);
         reaper::unregister(self.pgid);
         reaper::sweep();
+        if let Some(journaled) = &self.journaled {
+            journaled.ended();
+        }
         let drained = !output_open || drain_output(&mut self.output, &mut sink, drain, &mut buf);
         let outcome = status.map(|status| match ending {
             Some((outcome, _)) => outcome,
@@ -352,8 +381,13 @@ mod tests {
     /// command's own exit is reported.
     #[test]
     fn huge_durations_do_not_overflow() {
-        let child =
-            spawn_shell("echo hi; exit 3", Path::new("."), &CommandEnv::Inherit).expect("spawn");
+        let child = spawn_shell(
+            "echo hi; exit 3",
+            Path::new("."),
+            &CommandEnv::Inherit,
+            None,
+        )
+        .expect("spawn");
         let end = child.run(Some(Duration::MAX), Duration::MAX, Duration::MAX, Discard);
         match end.outcome {
             Ok(WaitOutcome::Exited(status)) => assert_eq!(status.code(), Some(3)),

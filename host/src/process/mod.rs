@@ -1,8 +1,10 @@
 //! Running shell commands: one way of spawning a process group, shared by the bash tool and the
 //! background manager; the bounded output buffer both use; containment, so nothing a command
-//! starts outlives it; and what `/proc` says about processes.
+//! starts outlives it; the task journal, so nothing a dead corral left outlives the next start;
+//! and what `/proc` says about processes.
 
 mod group;
+pub mod journal;
 mod output;
 pub mod procfs;
 mod reaper;

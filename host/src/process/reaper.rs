@@ -24,10 +24,11 @@ use std::collections::{HashMap, HashSet};
 use std::io;
 use std::process::{Child, Command};
 use std::sync::atomic::{AtomicBool, Ordering};
-use std::sync::{Mutex, MutexGuard, PoisonError};
+use std::sync::{Arc, Mutex, MutexGuard, PoisonError};
 use std::time::{Duration, Instant};
 
 use super::group::kill_group;
+use super::journal::Journal;
 use super::procfs;
 
 /// The longest one [`sweep`] keeps killing and reaping leftovers (2 s): they die at the first
@@ -39,12 +40,31 @@ const SWEEP_ROUND: Duration = Duration::from_millis(5);
 /// Whether this process adopts orphans ([`adopt_orphans`] succeeded).
 static ADOPTING: AtomicBool = AtomicBool::new(false);
 
-/// The shells corral started and has not reaped, by pid (= pgid), with how many registrations
-/// hold the pid (a pid reused between one shell's reaping and its unregistering stays live).
-/// Locked across a spawn, so a sweep never takes a shell just forked for one of its leftovers.
-static SHELLS: Mutex<Option<HashMap<i32, usize>>> = Mutex::new(None);
+/// A shell whose start is in a task journal: where its end goes, and its token.
+#[derive(Debug, Clone)]
+pub(super) struct Journaled {
+    pub journal: Arc<Journal>,
+    pub token: String,
+}
 
-fn shells() -> MutexGuard<'static, Option<HashMap<i32, usize>>> {
+impl Journaled {
+    /// Writes the `end` line; a failure is only logged (the next start then finds nothing
+    /// running, and says so).
+    pub fn ended(&self) {
+        if let Err(error) = self.journal.ended(&self.token) {
+            tracing::warn!("{}: {error}", self.journal.path().display());
+        }
+    }
+}
+
+/// The shells corral started and has not reaped, by pid (= pgid), one registration each (a pid
+/// reused between one shell's reaping and its unregistering has two, and stays live), with its
+/// journal entry if it has one. Locked across a spawn, so a sweep never takes a shell just
+/// forked for one of its leftovers.
+type Shells = HashMap<i32, Vec<Option<Journaled>>>;
+static SHELLS: Mutex<Option<Shells>> = Mutex::new(None);
+
+fn shells() -> MutexGuard<'static, Option<Shells>> {
     SHELLS.lock().unwrap_or_else(PoisonError::into_inner)
 }
 
@@ -100,24 +120,30 @@ pub(super) fn contain(cmd: &mut Command) {
 }
 
 /// Spawns `cmd` and registers its pid as a live shell, under the lock [`sweep`] takes.
-pub(super) fn spawn_registered(cmd: &mut Command) -> io::Result<Child> {
+pub(super) fn spawn_registered(
+    cmd: &mut Command,
+    journaled: Option<Journaled>,
+) -> io::Result<Child> {
     let mut shells = shells();
     let child = cmd.spawn()?;
     let pid = i32::try_from(child.id()).map_err(io::Error::other)?;
-    *shells
+    shells
         .get_or_insert_with(HashMap::new)
         .entry(pid)
-        .or_insert(0) += 1;
+        .or_default()
+        .push(journaled);
     Ok(child)
 }
 
 /// The shell `pid` was reaped: it is no longer live.
 pub(super) fn unregister(pid: i32) {
     if let Some(map) = shells().as_mut()
-        && let Some(count) = map.get_mut(&pid)
+        && let Some(registrations) = map.get_mut(&pid)
     {
-        *count -= 1;
-        if *count == 0 {
+        if !registrations.is_empty() {
+            registrations.remove(0);
+        }
+        if registrations.is_empty() {
             map.remove(&pid);
         }
     }
@@ -213,16 +239,24 @@ pub fn sweep() -> usize {
 }
 
 /// Sends SIGKILL to every process group corral started and has not reaped, and to each one's
-/// whole tree, then [`sweep`]s: for exits on Ctrl-C, SIGTERM, SIGHUP or an error, so no
-/// command outlives corral. Returns how many groups there were.
+/// whole tree, then [`sweep`]s, then records their ends in their journals: for exits on
+/// Ctrl-C, SIGTERM, SIGHUP or an error, so no command outlives corral. Returns how many groups
+/// there were.
 pub fn kill_all_groups() -> usize {
-    let groups: Vec<i32> = shells()
+    let groups: Vec<(i32, Vec<Journaled>)> = shells()
         .as_ref()
-        .map(|s| s.keys().copied().collect())
+        .map(|s| {
+            s.iter()
+                .map(|(&pgid, regs)| (pgid, regs.iter().flatten().cloned().collect()))
+                .collect()
+        })
         .unwrap_or_default();
-    for &pgid in &groups {
-        kill_tree(pgid, libc::SIGKILL);
+    for (pgid, _) in &groups {
+        kill_tree(*pgid, libc::SIGKILL);
     }
     sweep();
+    for journaled in groups.iter().flat_map(|(_, j)| j) {
+        journaled.ended();
+    }
     groups.len()
 }

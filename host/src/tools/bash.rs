@@ -9,6 +9,7 @@ use serde_json::{Value, json};
 use super::{Tool, ToolError, parse_args, spec};
 use crate::config::ShellConfig;
 use crate::llm::{BoxFuture, ToolSpec};
+use crate::process::journal::{Journal, TaskKind, TaskRecord};
 use crate::process::{self, HeadTail, OutputSink, WaitOutcome};
 use crate::workspace::Workspace;
 
@@ -25,6 +26,9 @@ pub struct BashTool {
     spec: ToolSpec,
     workspace: Arc<Workspace>,
     shell: ShellConfig,
+    /// Every call is recorded in the workspace's task journal, so that a command still running
+    /// when corral is killed is ended by the next start.
+    record: TaskRecord,
 }
 
 #[derive(Deserialize)]
@@ -56,16 +60,28 @@ impl BashTool {
                 "additionalProperties": false
             }),
         );
+        let record = TaskRecord {
+            journal: Arc::new(Journal::new(&workspace.state_dir())),
+            kind: TaskKind::Bash,
+            id: None,
+            log: None,
+        };
         Self {
             spec,
             workspace,
             shell,
+            record,
         }
     }
 }
 
 /// Runs one call on the current (blocking) thread.
-fn run(workspace: &Workspace, shell: &ShellConfig, args: Args) -> Result<String, ToolError> {
+fn run(
+    workspace: &Workspace,
+    shell: &ShellConfig,
+    record: &TaskRecord,
+    args: Args,
+) -> Result<String, ToolError> {
     if args.command.trim().is_empty() {
         return Err(ToolError::InvalidInput("the command is empty".into()));
     }
@@ -76,7 +92,7 @@ fn run(workspace: &Workspace, shell: &ShellConfig, args: Args) -> Result<String,
         .min(shell.max_timeout);
     let buffer = Arc::new(Mutex::new(HeadTail::new(OUTPUT_HEAD, OUTPUT_TAIL)));
     let started = Instant::now();
-    let child = process::spawn_shell(&args.command, workspace.root(), &shell.env)
+    let child = process::spawn_shell(&args.command, workspace.root(), &shell.env, Some(record))
         .map_err(|e| ToolError::Failed(format!("could not start the command: {e}")))?;
     let end = child.run(
         Some(timeout),
@@ -138,7 +154,8 @@ impl Tool for BashTool {
         Box::pin(async move {
             let args: Args = parse_args(input)?;
             let (workspace, shell) = (self.workspace.clone(), self.shell.clone());
-            tokio::task::spawn_blocking(move || run(&workspace, &shell, args))
+            let record = self.record.clone();
+            tokio::task::spawn_blocking(move || run(&workspace, &shell, &record, args))
                 .await
                 .map_err(|e| ToolError::Failed(format!("the command's thread failed: {e}")))?
         })
