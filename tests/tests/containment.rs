@@ -9,6 +9,7 @@ use std::sync::Arc;
 use std::time::{Duration, Instant};
 
 use corral::background::{BackgroundConfig, BackgroundManager};
+use corral::tools::{BashTool, Tool};
 use corral::workspace::Workspace;
 use corral_tests::{Corral, Reply, ScriptedServer, Turn, tool_results, tool_use};
 use serde_json::{Value, json};
@@ -131,6 +132,26 @@ fn wait_for(marker: &str) -> String {
         "while [ -z \"$(pgrep -f 'sleep {}')\" ]; do sleep 0.02; done",
         marker.replace('.', "[.]")
     )
+}
+
+/// Through the library, without [`corral::process::adopt_orphans`]: what a `bash` call
+/// `setsid`s away (re-parented to init, out of its group and session) still ends with the call,
+/// found by the token it inherited.
+#[test]
+fn setsid_from_a_library_bash_call_ends_with_it() {
+    let _cleanup = Cleanup(&["300.901"]);
+    let dir = tempfile::tempdir().unwrap();
+    let ws = Arc::new(Workspace::open(dir.path()).unwrap());
+    let bash = BashTool::new(ws, corral::ShellConfig::default());
+    let runtime = tokio::runtime::Builder::new_current_thread()
+        .enable_all()
+        .build()
+        .unwrap();
+    let out = runtime
+        .block_on(bash.call(json!({"command": format!("setsid -f sleep 300.901; {}; echo escaped", wait_for("300.901"))})))
+        .unwrap();
+    assert!(out.starts_with("escaped"), "{out}");
+    assert!(gone("300.901"), "the setsid process outlived the call");
 }
 
 /// `setsid -f` from background tasks. One task's shell exits by itself (once the test lets it):
@@ -263,8 +284,11 @@ fn sighup_ends_everything() {
         )])
         .into(),
     ]);
+    let stderr = tempfile::NamedTempFile::new().unwrap();
     let mut cmd = corral.command_for(&Corral::bin(), Some(&server));
-    cmd.args(["run", "go"]);
+    cmd.args(["run", "go"])
+        .stdout(std::process::Stdio::null())
+        .stderr(stderr.reopen().unwrap());
     let mut child = cmd.spawn().unwrap();
     assert!(
         eventually(60, || ["300.401", "300.402", "300.403"]
@@ -283,6 +307,11 @@ fn sighup_ends_everything() {
         std::thread::sleep(Duration::from_millis(20));
     };
     assert_eq!(status.code(), Some(130), "SIGHUP exits as SIGTERM does");
+    let said = std::fs::read_to_string(stderr.path()).unwrap();
+    assert!(
+        said.contains("corral: hung up; stopped 2 running command(s)"),
+        "{said}"
+    );
     for marker in ["300.401", "300.402", "300.403"] {
         assert!(gone(marker), "{marker} outlived corral's SIGHUP");
     }
@@ -426,7 +455,7 @@ fn after_kill_9_the_next_start_ends_what_was_left() {
     let last = messages.last().unwrap()["content"].to_string();
     let note_at = |id: &str| {
         last.find(&format!("[bg:{id}]"))
-            .expect(&format!("no note on {id}: {last}"))
+            .unwrap_or_else(|| panic!("no note on {id}: {last}"))
     };
     let (server_note, brief_note) = (note_at(&server_id), note_at(&brief_id));
     let server_text = &last[server_note..];
@@ -509,4 +538,51 @@ fn a_start_leaves_a_running_corral_alone() {
         .collect();
     let ended = journal.lines().filter(|l| l.contains("\"end\"")).count();
     assert!(open.len() <= ended, "ends recorded at exit: {journal}");
+}
+
+/// Under `nohup` (SIGHUP ignored when corral starts), a SIGHUP changes nothing: corral and its
+/// command keep running until SIGTERM ends them.
+#[test]
+fn sighup_under_nohup_is_ignored() {
+    let _cleanup = Cleanup(&["300.801"]);
+    let corral = Corral::new();
+    let server = ScriptedServer::start(vec![
+        Turn::tools(vec![tool_use(
+            "b",
+            "bash",
+            json!({"command": "sleep 300.801", "timeout_secs": 600}),
+        )])
+        .into(),
+    ]);
+    let nohup = std::process::Command::new("sh")
+        .args(["-c", "command -v nohup"])
+        .output()
+        .unwrap();
+    let nohup = String::from_utf8_lossy(&nohup.stdout).trim().to_string();
+    assert!(!nohup.is_empty(), "no nohup on this machine");
+    let mut cmd = corral.command_for(std::path::Path::new(&nohup), Some(&server));
+    cmd.arg(Corral::bin())
+        .args(["run", "go"])
+        .stdout(std::process::Stdio::null())
+        .stderr(std::process::Stdio::null());
+    let mut child = cmd.spawn().unwrap();
+    assert!(
+        eventually(60, || !running("300.801").is_empty()),
+        "never started"
+    );
+    // SAFETY: signalling our own child (nohup has exec'd corral).
+    unsafe { libc::kill(child.id() as i32, libc::SIGHUP) };
+    std::thread::sleep(Duration::from_millis(500));
+    assert!(
+        child.try_wait().unwrap().is_none(),
+        "corral stopped on an ignored SIGHUP"
+    );
+    assert!(
+        !running("300.801").is_empty(),
+        "the command stopped on an ignored SIGHUP"
+    );
+    // SAFETY: as above.
+    unsafe { libc::kill(child.id() as i32, libc::SIGTERM) };
+    assert_eq!(reap(&mut child).code(), Some(130));
+    assert!(gone("300.801"));
 }

@@ -17,8 +17,8 @@ use std::path::Path;
 use std::process::{Child, Command, ExitStatus, Stdio};
 use std::time::{Duration, Instant};
 
-use super::journal::{self, TaskRecord};
-use super::reaper::{self, Journaled, kill_tree};
+use super::journal::TaskRecord;
+use super::reaper::{self, Registration, Shell, TASK_ENV};
 
 /// Which environment variables a command sees.
 #[derive(Debug, Clone, Default, PartialEq, Eq)]
@@ -77,14 +77,15 @@ pub struct GroupChild {
     output: io::PipeReader,
     cancel_rx: io::PipeReader,
     cancel_tx: std::sync::Arc<io::PipeWriter>,
-    journaled: Option<Journaled>,
+    /// The shell as the registry knows it, with its journal.
+    registration: Registration,
 }
 
-/// Starts `sh -c command` in `cwd`, in a new process group, with stdin closed. With a
-/// `record`, the start goes into its task journal ([`super::journal`]) and the command (and
-/// what it starts) gets its token in [`journal::TASK_ENV`]; the end is recorded when
-/// [`GroupChild::run`] reaps it. A journal that cannot be written is logged, and the command
-/// runs all the same.
+/// Starts `sh -c command` in `cwd`, in a new process group, with stdin closed, and a token of
+/// its own in [`TASK_ENV`] (see [`super::reaper`]: what it starts is found by it). With a
+/// `record`, the start goes into its task journal ([`super::journal`]) and the end is recorded
+/// when [`GroupChild::run`] reaps it. A journal that cannot be written is logged, and the
+/// command runs all the same.
 ///
 /// Fails when the shell cannot be spawned (no `sh`, `cwd` missing). The returned child must be
 /// [`run`](GroupChild::run), which reaps it and kills what is left of its group.
@@ -111,22 +112,15 @@ pub fn spawn_shell(
             }
         }
     }
-    let journaled = record.map(|record| Journaled {
-        journal: record.journal.clone(),
-        token: journal::new_token(),
-    });
-    if let Some(journaled) = &journaled {
-        cmd.env(journal::TASK_ENV, &journaled.token);
-    }
-    reaper::contain(&mut cmd);
-    let child = reaper::spawn_registered(&mut cmd, journaled.clone())?;
+    let token = reaper::new_token();
+    cmd.env(TASK_ENV, &token);
+    let journal = record.map(|r| r.journal.clone());
+    let (child, shell) = reaper::spawn_registered(&mut cmd, token, journal.clone())?;
     // Drop our copies of the write end (held by `cmd`) so EOF comes when the group's copies close.
     drop(cmd);
-    let pgid = i32::try_from(child.id()).map_err(io::Error::other)?;
-    if let (Some(record), Some(journaled)) = (record, &journaled)
-        && let Err(error) = record
-            .journal
-            .started(record, command, &journaled.token, pgid)
+    let pgid = shell.pid;
+    if let Some(record) = record
+        && let Err(error) = record.journal.started(record, command, &shell)
     {
         tracing::warn!("{}: {error}", record.journal.path().display());
     }
@@ -137,7 +131,7 @@ pub fn spawn_shell(
         output,
         cancel_rx,
         cancel_tx: std::sync::Arc::new(cancel_tx),
-        journaled,
+        registration: Registration { shell, journal },
     })
 }
 
@@ -164,6 +158,10 @@ impl GroupChild {
     /// The process group id (the shell's pid).
     pub fn pgid(&self) -> i32 {
         self.pgid
+    }
+
+    fn shell(&self) -> &Shell {
+        &self.registration.shell
     }
 
     /// A handle that ends the run from another thread.
@@ -199,14 +197,14 @@ impl GroupChild {
             }
             let now = Instant::now();
             if ending.is_none() && deadline.is_some_and(|d| now >= d) {
-                kill_tree(self.pgid, libc::SIGTERM);
+                let _ = self.shell().kill(libc::SIGTERM);
                 ending = Some((WaitOutcome::TimedOut, later(now, grace)));
             }
             if let Some((_, kill_at)) = &ending
                 && now >= *kill_at
                 && !killed
             {
-                kill_tree(self.pgid, libc::SIGKILL);
+                let _ = self.shell().kill(libc::SIGKILL);
                 killed = true;
             }
             // Sleep in poll until something happens or the next deadline.
@@ -263,7 +261,7 @@ impl GroupChild {
                         Ok(0) | Err(_) => output_open = false,
                         Ok(n) => {
                             if !sink.write(&buf[..n]) {
-                                kill_tree(self.pgid, libc::SIGKILL);
+                                let _ = self.shell().kill(libc::SIGKILL);
                                 output_open = false;
                             }
                         }
@@ -273,20 +271,18 @@ impl GroupChild {
                     let mut requests = [0u8; 64];
                     let _ = self.cancel_rx.read(&mut requests);
                     if ending.is_none() {
-                        kill_tree(self.pgid, libc::SIGTERM);
+                        let _ = self.shell().kill(libc::SIGTERM);
                         ending = Some((WaitOutcome::Cancelled, later(Instant::now(), grace)));
                     }
                 }
             }
         };
-        // Whatever is left of the group dies now, and what left the group and was re-parented
-        // to corral; then the output drains to its end.
-        kill_group(self.pgid, libc::SIGKILL);
+        // Whatever is left of the task dies now, in its group or out of it; orphans
+        // re-parented to corral are reaped; then the output drains to its end.
+        let procs = self.shell().kill(libc::SIGKILL);
         reaper::unregister(self.pgid);
-        reaper::sweep();
-        if let Some(journaled) = &self.journaled {
-            journaled.ended();
-        }
+        reaper::sweep_after(procs);
+        self.registration.ended();
         let drained = !output_open || drain_output(&mut self.output, &mut sink, drain, &mut buf);
         let outcome = status.map(|status| match ending {
             Some((outcome, _)) => outcome,

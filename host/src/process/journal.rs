@@ -7,7 +7,7 @@
 //! `start` line: which corral started it (pid and start time), the boot it ran in, the kind
 //! (`bash` or `background`) and task id, the command (its first [`COMMAND_BYTES`]), the shell's
 //! pid (which is also the process group) and start time, and a fresh token that the command
-//! also finds in its environment as [`TASK_ENV`] (and so does everything it starts, unless it
+//! also carries in its environment as [`TASK_ENV`] (and so does everything it starts, unless it
 //! clears its environment). When the command is reaped, or corral kills it at exit
 //! ([`super::kill_all_groups`]), an `end` line with the token.
 //!
@@ -38,13 +38,12 @@ use std::time::{Duration, Instant, SystemTime, UNIX_EPOCH};
 use serde::{Deserialize, Serialize};
 
 use super::procfs::{self, ProcStat};
+use super::reaper::{Shell, TASK_ENV};
 
 /// The journal's name in `<workspace>/.corral/tasks/`.
 pub const JOURNAL_FILE: &str = "journal.jsonl";
 /// The lock file beside it.
 const LOCK_FILE: &str = "journal.lock";
-/// The environment variable every journaled command (and what it starts) sees: its token.
-pub const TASK_ENV: &str = "CORRAL_TASK";
 /// Bytes of a command kept in its `start` line (2 KiB, cut at a character boundary).
 pub const COMMAND_BYTES: usize = 2048;
 /// The most of the journal a start reads (4 MiB, the end of the file when it is longer).
@@ -151,11 +150,6 @@ fn me() -> Option<&'static (ProcId, String)> {
     .as_ref()
 }
 
-/// A fresh token for one command.
-pub(super) fn new_token() -> String {
-    uuid::Uuid::new_v4().simple().to_string()
-}
-
 /// The journal of one workspace. Cheap: it holds its paths; every write opens, locks, appends
 /// and closes, so any number of corrals (and of `Journal`s) share one file.
 #[derive(Debug)]
@@ -177,25 +171,18 @@ impl Journal {
         self.dir.join(JOURNAL_FILE)
     }
 
-    /// Records that `record`'s command started as the shell `shell_pid` (not yet reaped), with
-    /// `token` in its environment. Does nothing without `/proc`.
+    /// Records that `record`'s command started as `shell`. Does nothing without `/proc`.
     pub(super) fn started(
         &self,
         record: &TaskRecord,
         command: &str,
-        token: &str,
-        shell_pid: i32,
+        shell: &Shell,
     ) -> io::Result<()> {
         let Some((corral, boot)) = me() else {
             return Ok(());
         };
-        let Some(shell) = procfs::stat(shell_pid) else {
-            return Err(io::Error::other(format!(
-                "no /proc entry for pid {shell_pid}"
-            )));
-        };
         let line = Line::Start(Started {
-            token: token.to_string(),
+            token: shell.token.clone(),
             boot: boot.clone(),
             corral: *corral,
             kind: record.kind,
@@ -204,7 +191,7 @@ impl Journal {
             command: cut(command, COMMAND_BYTES).to_string(),
             shell: ProcId {
                 pid: shell.pid,
-                start: shell.start_ticks,
+                start: shell.start,
             },
             at: SystemTime::now()
                 .duration_since(UNIX_EPOCH)
@@ -420,16 +407,9 @@ fn find(e: &Started, procs: &[ProcStat], tokens: &HashMap<i32, String>) -> HashS
 /// The [`TASK_ENV`] token of every process that has one and whose environment can be read
 /// (this user's processes).
 fn tokens_by_pid(procs: &[ProcStat]) -> HashMap<i32, String> {
-    let prefix = format!("{TASK_ENV}=");
     procs
         .iter()
-        .filter_map(|p| {
-            let environ = std::fs::read(format!("/proc/{}/environ", p.pid)).ok()?;
-            let token = environ
-                .split(|&b| b == 0)
-                .find_map(|var| var.strip_prefix(prefix.as_bytes()))?;
-            Some((p.pid, String::from_utf8_lossy(token).into_owned()))
-        })
+        .filter_map(|p| Some((p.pid, procfs::environ_var(p.pid, TASK_ENV)?)))
         .collect()
 }
 

@@ -14,4 +14,4 @@ pub use group::{
     group_alive, kill_group, spawn_shell,
 };
 pub use output::{HeadTail, tail_lines};
-pub use reaper::{SWEEP_DEADLINE, adopt_orphans, adopting, kill_all_groups, kill_tree, sweep};
+pub use reaper::{SWEEP_DEADLINE, TASK_ENV, adopt_orphans, adopting, kill_all_groups, sweep};

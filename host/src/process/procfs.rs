@@ -81,6 +81,17 @@ pub fn descendants(root: i32, procs: &[ProcStat]) -> Vec<i32> {
     found
 }
 
+/// The value of the environment variable `name` that process `pid` started with, if its
+/// environment can be read (this user's processes) and holds it.
+pub fn environ_var(pid: i32, name: &str) -> Option<String> {
+    let environ = std::fs::read(format!("/proc/{pid}/environ")).ok()?;
+    let prefix = format!("{name}=");
+    environ
+        .split(|&b| b == 0)
+        .find_map(|var| var.strip_prefix(prefix.as_bytes()))
+        .map(|value| String::from_utf8_lossy(value).into_owned())
+}
+
 /// This machine's boot id: start times count from boot, so a journal entry from another boot
 /// names no living process.
 pub fn boot_id() -> Option<String> {

@@ -3,22 +3,29 @@
 //! Killing a task's process group (`kill(-pgid)`) misses whatever left the group: `setsid -f`,
 //! a double fork into a new group, a daemon. No cgroup is used for that, since one can rarely
 //! be made (it needs a delegated, writable cgroup v2 subtree, which an ordinary user in a
-//! terminal, a container or CI seldom has). Instead, parenthood:
+//! terminal, a container or CI seldom has). Instead, two marks that leaving a group does not
+//! shed:
 //!
-//! - **Each task's shell is a child subreaper** ([`contain`], set between fork and exec): a
-//!   process orphaned anywhere below it is re-parented to the shell, not to init, so while the
-//!   task runs its whole tree hangs below its shell, whatever groups or sessions it made. Ending
-//!   a task signals its group *and* that tree ([`kill_tree`], from `/proc`).
-//! - **corral itself is a child subreaper** once [`adopt_orphans`] is called (the `corral`
-//!   binary does, at the start of `run` and `chat`): when a task's shell exits, what it leaves
-//!   is re-parented to corral. Such a process, a child of corral that is not in corral's own
-//!   process group and is not the shell of a task still running, can only be a task's leftover:
-//!   [`sweep`] kills it with everything below it and reaps it. It runs when every command ends
-//!   and at exit ([`kill_all_groups`]).
+//! - **A token in the environment.** Every command gets one of its own in [`TASK_ENV`], and
+//!   everything it starts inherits it, whatever group or session it moves to. Ending a task
+//!   ([`Shell::kill`]) signals everything below its shell while the shell lives, every process
+//!   started since the task began that carries its token, everything below those, and then its
+//!   process group. That happens on a timeout or a cancel, and also whenever the shell exits by
+//!   itself: what a finished `bash` call or background task leaves behind dies with it, and
+//!   what another task still running started is left alone.
+//! - **Parenthood.** Once [`adopt_orphans`] is called (the `corral` binary does, at the start
+//!   of `run` and `chat`), corral is a child subreaper: a process orphaned anywhere below it is
+//!   re-parented to corral, not to init. [`sweep`] reaps those once killed, and ends those whose
+//!   task has ended; at exit, [`kill_all_groups`] ends every such child outside corral's own
+//!   process group with everything below it, token or not.
 //!
-//! A program embedding corral that does not call [`adopt_orphans`] keeps the first part: a task
-//! that is killed or times out takes its whole tree with it; what a shell leaves when it exits
-//! by itself escapes to init, as before.
+//! Spawning stays `posix_spawn` (no code runs between `fork` and `exec`, which would make each
+//! spawn a full `fork` of corral).
+//!
+//! Limits: a process that clears its environment *and* leaves its task's group is ended at
+//! corral's exit rather than with its task (or, in a program that did not call
+//! [`adopt_orphans`], not at all). Linux only beyond the group kill: elsewhere `/proc` is not
+//! read.
 
 use std::collections::{HashMap, HashSet};
 use std::io;
@@ -29,39 +36,126 @@ use std::time::{Duration, Instant};
 
 use super::group::kill_group;
 use super::journal::Journal;
-use super::procfs;
+use super::procfs::{self, ProcStat};
 
+/// The environment variable every command (and what it starts) sees: its task's token.
+pub const TASK_ENV: &str = "CORRAL_TASK";
 /// The longest one [`sweep`] keeps killing and reaping leftovers (2 s): they die at the first
 /// SIGKILL, so this only bounds a tree that keeps forking while it is killed.
 pub const SWEEP_DEADLINE: Duration = Duration::from_secs(2);
 /// Pause between two rounds of a sweep, while killed processes finish dying.
 const SWEEP_ROUND: Duration = Duration::from_millis(5);
+/// Rounds of [`Shell::kill`]: each signals what the last look at `/proc` found and had not
+/// been signalled yet (what a dying process forked meanwhile). A tree that keeps forking
+/// faster than this is left to the group kill, and to [`kill_all_groups`] at exit.
+const KILL_ROUNDS: usize = 8;
 
 /// Whether this process adopts orphans ([`adopt_orphans`] succeeded).
 static ADOPTING: AtomicBool = AtomicBool::new(false);
 
-/// A shell whose start is in a task journal: where its end goes, and its token.
+/// A fresh token for one command.
+pub(super) fn new_token() -> String {
+    uuid::Uuid::new_v4().simple().to_string()
+}
+
+/// One command's shell, named for good: its pid (= its process group), when it started, and
+/// the token its processes carry.
 #[derive(Debug, Clone)]
-pub(super) struct Journaled {
-    pub journal: Arc<Journal>,
+pub(super) struct Shell {
+    pub pid: i32,
+    /// Clock ticks since boot; 0 where `/proc` is not read.
+    pub start: u64,
     pub token: String,
 }
 
-impl Journaled {
-    /// Writes the `end` line; a failure is only logged (the next start then finds nothing
-    /// running, and says so).
+impl Shell {
+    /// Sends `signal` to everything of this task: below its shell while the shell is not yet
+    /// reaped, every process started since the shell that carries its token and what is below
+    /// those (looked at again until nothing new is found, at most [`KILL_ROUNDS`] times), and
+    /// last its process group. Never this process or what it runs in. Returns its last look at
+    /// `/proc` (taken after every signal but the group's), for [`sweep_after`].
+    pub fn kill(&self, signal: i32) -> Vec<ProcStat> {
+        let me = std::process::id() as i32;
+        let mut signalled: HashSet<i32> = HashSet::new();
+        // Tokens read so far, by pid and start time (a process's environment does not change).
+        let mut tokens: HashMap<(i32, u64), Option<String>> = HashMap::new();
+        let mut procs = Vec::new();
+        for _ in 0..KILL_ROUNDS {
+            procs = procfs::all();
+            let mine = ancestry(me, &procs);
+            let mut targets = Vec::new();
+            if procs
+                .iter()
+                .any(|p| p.pid == self.pid && p.start_ticks == self.start)
+            {
+                targets.extend(procfs::descendants(self.pid, &procs));
+            }
+            for p in procs.iter().filter(|p| p.start_ticks >= self.start) {
+                let token = tokens
+                    .entry((p.pid, p.start_ticks))
+                    .or_insert_with(|| procfs::environ_var(p.pid, TASK_ENV));
+                if token.as_deref() == Some(self.token.as_str()) {
+                    targets.push(p.pid);
+                    targets.extend(procfs::descendants(p.pid, &procs));
+                }
+            }
+            let fresh: Vec<i32> = targets
+                .into_iter()
+                .filter(|pid| *pid != self.pid && !mine.contains(pid))
+                .filter(|&pid| signalled.insert(pid))
+                .collect();
+            if fresh.is_empty() {
+                break;
+            }
+            for pid in fresh {
+                // SAFETY: kill(2) touches no memory.
+                unsafe {
+                    libc::kill(pid, signal);
+                }
+            }
+        }
+        kill_group(self.pid, signal);
+        procs
+    }
+}
+
+/// `pid` and its ancestors.
+fn ancestry(pid: i32, procs: &[ProcStat]) -> HashSet<i32> {
+    let mut up = HashSet::new();
+    let mut at = pid;
+    while at > 1 && up.insert(at) {
+        match procs.iter().find(|p| p.pid == at) {
+            Some(p) => at = p.ppid,
+            None => break,
+        }
+    }
+    up
+}
+
+/// One spawn of a shell, as the registry holds it: the shell, and the journal its start went
+/// into, if any.
+#[derive(Debug, Clone)]
+pub(super) struct Registration {
+    pub shell: Shell,
+    pub journal: Option<Arc<Journal>>,
+}
+
+impl Registration {
+    /// Writes the journal's `end` line, if the shell has a journal; a failure is only logged
+    /// (the next start then finds nothing running, and says so).
     pub fn ended(&self) {
-        if let Err(error) = self.journal.ended(&self.token) {
-            tracing::warn!("{}: {error}", self.journal.path().display());
+        if let Some(journal) = &self.journal
+            && let Err(error) = journal.ended(&self.shell.token)
+        {
+            tracing::warn!("{}: {error}", journal.path().display());
         }
     }
 }
 
 /// The shells corral started and has not reaped, by pid (= pgid), one registration each (a pid
-/// reused between one shell's reaping and its unregistering has two, and stays live), with its
-/// journal entry if it has one. Locked across a spawn, so a sweep never takes a shell just
-/// forked for one of its leftovers.
-type Shells = HashMap<i32, Vec<Option<Journaled>>>;
+/// reused between one shell's reaping and its unregistering has two, and stays live). Locked
+/// across a spawn, so a sweep never takes a shell just forked for one of its leftovers.
+type Shells = HashMap<i32, Vec<Registration>>;
 static SHELLS: Mutex<Option<Shells>> = Mutex::new(None);
 
 fn shells() -> MutexGuard<'static, Option<Shells>> {
@@ -69,12 +163,13 @@ fn shells() -> MutexGuard<'static, Option<Shells>> {
 }
 
 /// Makes this process a child subreaper (`PR_SET_CHILD_SUBREAPER`): orphans of the commands it
-/// runs are re-parented to it, and [`sweep`] ends them. Call once, early, from the program's
-/// main thread. Also what lets [`sweep`] reap their zombies.
+/// runs are re-parented to it, [`sweep`] reaps them and [`kill_all_groups`] ends them all at
+/// exit. Call once, early, from the program's main thread.
 ///
 /// Every orphan re-parented to this process that is outside its own process group is then
-/// treated as a task's leftover and killed: a program that also starts its own children in
-/// process groups of their own should not call this. Fails on systems without the call.
+/// treated as a command's leftover and killed at exit: a program that also starts its own
+/// children in process groups of their own should not call this. Fails on systems without the
+/// call.
 pub fn adopt_orphans() -> io::Result<()> {
     #[cfg(target_os = "linux")]
     {
@@ -100,39 +195,30 @@ pub fn adopting() -> bool {
     ADOPTING.load(Ordering::SeqCst)
 }
 
-/// Makes the shell `cmd` starts a child subreaper, so its task's orphans stay below it.
-pub(super) fn contain(cmd: &mut Command) {
-    #[cfg(target_os = "linux")]
-    {
-        use std::os::unix::process::CommandExt;
-        // SAFETY: the hook runs in the child between fork and exec and makes one system call,
-        // which is async-signal-safe; it touches no memory of the parent. A failure leaves the
-        // shell an ordinary process (the group kill still applies).
-        unsafe {
-            cmd.pre_exec(|| {
-                libc::prctl(libc::PR_SET_CHILD_SUBREAPER, 1, 0, 0, 0);
-                Ok(())
-            });
-        }
-    }
-    #[cfg(not(target_os = "linux"))]
-    let _ = cmd;
-}
-
-/// Spawns `cmd` and registers its pid as a live shell, under the lock [`sweep`] takes.
+/// Spawns `cmd` (which must carry `token` in [`TASK_ENV`]) and registers its pid as a live
+/// shell, under the lock [`sweep`] takes. Returns the child and its [`Shell`].
 pub(super) fn spawn_registered(
     cmd: &mut Command,
-    journaled: Option<Journaled>,
-) -> io::Result<Child> {
+    token: String,
+    journal: Option<Arc<Journal>>,
+) -> io::Result<(Child, Shell)> {
     let mut shells = shells();
     let child = cmd.spawn()?;
     let pid = i32::try_from(child.id()).map_err(io::Error::other)?;
+    let shell = Shell {
+        pid,
+        start: procfs::stat(pid).map_or(0, |s| s.start_ticks),
+        token,
+    };
     shells
         .get_or_insert_with(HashMap::new)
         .entry(pid)
         .or_default()
-        .push(journaled);
-    Ok(child)
+        .push(Registration {
+            shell: shell.clone(),
+            journal,
+        });
+    Ok((child, shell))
 }
 
 /// The shell `pid` was reaped: it is no longer live.
@@ -149,43 +235,31 @@ pub(super) fn unregister(pid: i32) {
     }
 }
 
-/// Rounds of [`kill_tree`]: each signals what the last look at `/proc` found below the shell
-/// and had not been signalled yet (a process that dies hands its children to the shell, which
-/// the next round finds). A tree that keeps forking faster than this is left to the group
-/// kill, and to [`sweep`] once the shell is gone.
-const TREE_ROUNDS: usize = 8;
-
-/// Sends `signal` to every descendant of the process `pgid` (the group's shell), wherever they
-/// moved, and then to the process group `pgid`. The tree goes first: only while the shell lives
-/// does it hold its task's orphans; once it dies they are re-parented away from it. Call only
-/// while that shell is not yet reaped, so the pid is still it.
-pub fn kill_tree(pgid: i32, signal: i32) {
-    if pgid > 0 {
-        let mut signalled = HashSet::new();
-        for _ in 0..TREE_ROUNDS {
-            let fresh: Vec<i32> = procfs::descendants(pgid, &procfs::all())
-                .into_iter()
-                .filter(|&pid| signalled.insert(pid))
-                .collect();
-            if fresh.is_empty() {
-                break;
-            }
-            for pid in fresh {
-                // SAFETY: kill(2) touches no memory.
-                unsafe {
-                    libc::kill(pid, signal);
-                }
-            }
-        }
-    }
-    kill_group(pgid, signal);
+/// What [`sweep`] ends: only the leftovers of tasks that have ended, or everything.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+enum Sweep {
+    /// Children whose token is no live shell's (a task that has ended); those without a token
+    /// are left for the exit.
+    Ended,
+    /// Every child outside corral's process group that is not a live shell.
+    All,
 }
 
-/// Ends every task's leftover that was re-parented to corral: each child of this process that
-/// is outside its process group and is not a live shell is killed with everything below it,
-/// and reaped, round after round until none is left (at most [`SWEEP_DEADLINE`]). Does nothing
-/// unless [`adopt_orphans`] is in force. Returns how many live processes it killed.
+/// Reaps the orphans re-parented to corral, and ends those whose task has ended (their token
+/// is no live shell's) with everything below them, round after round until none is left (at
+/// most [`SWEEP_DEADLINE`]). Does nothing unless [`adopt_orphans`] is in force. Called when
+/// every command ends. Returns how many live processes it killed.
 pub fn sweep() -> usize {
+    sweep_children(Sweep::Ended, None)
+}
+
+/// [`sweep`], starting from `procs`, a look at `/proc` just taken (by [`Shell::kill`]), so a
+/// command's end reads `/proc` once when nothing was left.
+pub(super) fn sweep_after(procs: Vec<ProcStat>) -> usize {
+    sweep_children(Sweep::Ended, Some(procs))
+}
+
+fn sweep_children(which: Sweep, mut first: Option<Vec<ProcStat>>) -> usize {
     if !adopting() {
         return 0;
     }
@@ -195,42 +269,55 @@ pub fn sweep() -> usize {
     let deadline = Instant::now() + SWEEP_DEADLINE;
     let mut killed = 0;
     loop {
-        let leftovers: Vec<i32> = {
+        let (doomed, zombies) = {
             let shells = shells();
-            let procs = procfs::all();
-            let leftovers: Vec<&procfs::ProcStat> = procs
+            let live: HashSet<&str> = shells
                 .iter()
-                .filter(|p| p.ppid == me && p.pgrp != my_group)
-                .filter(|p| !shells.as_ref().is_some_and(|s| s.contains_key(&p.pid)))
+                .flat_map(|s| s.values().flatten())
+                .map(|r| r.shell.token.as_str())
                 .collect();
-            for leftover in &leftovers {
-                let below = procfs::descendants(leftover.pid, &procs);
-                let alive = below
-                    .iter()
-                    .filter(|&&pid| procs.iter().any(|p| p.pid == pid && !p.is_zombie()))
-                    .count();
-                killed += alive + usize::from(!leftover.is_zombie());
-                for pid in below.into_iter().chain([leftover.pid]) {
+            let is_shell = |pid: i32| shells.as_ref().is_some_and(|s| s.contains_key(&pid));
+            let procs = first.take().unwrap_or_else(procfs::all);
+            let children: Vec<&ProcStat> = procs
+                .iter()
+                .filter(|p| p.ppid == me && p.pgrp != my_group && !is_shell(p.pid))
+                .collect();
+            let zombies: Vec<i32> = children
+                .iter()
+                .filter(|p| p.is_zombie())
+                .map(|p| p.pid)
+                .collect();
+            let doomed: Vec<i32> = children
+                .iter()
+                .filter(|p| !p.is_zombie())
+                .filter(|p| match which {
+                    Sweep::All => true,
+                    Sweep::Ended => procfs::environ_var(p.pid, TASK_ENV)
+                        .is_some_and(|token| !live.contains(token.as_str())),
+                })
+                .map(|p| p.pid)
+                .collect();
+            for &pid in &doomed {
+                let below = procfs::descendants(pid, &procs);
+                killed += 1 + below.len();
+                for pid in below.into_iter().chain([pid]) {
                     // SAFETY: kill(2) touches no memory.
                     unsafe {
                         libc::kill(pid, libc::SIGKILL);
                     }
                 }
             }
-            leftovers.iter().map(|p| p.pid).collect()
+            (doomed, zombies)
         };
-        if leftovers.is_empty() {
-            break;
-        }
-        for pid in leftovers {
+        for pid in zombies {
             let mut status = 0;
-            // SAFETY: waitpid on one pid that is our child (no live shell: std's `Child` of a
-            // shell is never reaped here), with a valid status pointer.
+            // SAFETY: waitpid on one pid that is our child and not a live shell (std's `Child`
+            // of a shell is never reaped here), with a valid status pointer.
             unsafe {
                 libc::waitpid(pid, &mut status, libc::WNOHANG);
             }
         }
-        if Instant::now() >= deadline {
+        if doomed.is_empty() || Instant::now() >= deadline {
             break;
         }
         std::thread::sleep(SWEEP_ROUND);
@@ -238,25 +325,21 @@ pub fn sweep() -> usize {
     killed
 }
 
-/// Sends SIGKILL to every process group corral started and has not reaped, and to each one's
-/// whole tree, then [`sweep`]s, then records their ends in their journals: for exits on
-/// Ctrl-C, SIGTERM, SIGHUP or an error, so no command outlives corral. Returns how many groups
-/// there were.
+/// Sends SIGKILL to everything of every command corral started and has not reaped
+/// ([`Shell::kill`]), then ends every orphan re-parented to corral with everything below it,
+/// then records their ends in their journals: for exits on Ctrl-C, SIGTERM, SIGHUP or an error,
+/// so no command outlives corral. Returns how many commands there were.
 pub fn kill_all_groups() -> usize {
-    let groups: Vec<(i32, Vec<Journaled>)> = shells()
+    let registrations: Vec<Registration> = shells()
         .as_ref()
-        .map(|s| {
-            s.iter()
-                .map(|(&pgid, regs)| (pgid, regs.iter().flatten().cloned().collect()))
-                .collect()
-        })
+        .map(|s| s.values().flatten().cloned().collect())
         .unwrap_or_default();
-    for (pgid, _) in &groups {
-        kill_tree(*pgid, libc::SIGKILL);
+    for registration in &registrations {
+        registration.shell.kill(libc::SIGKILL);
     }
-    sweep();
-    for journaled in groups.iter().flat_map(|(_, j)| j) {
-        journaled.ended();
+    sweep_children(Sweep::All, None);
+    for registration in &registrations {
+        registration.ended();
     }
-    groups.len()
+    registrations.len()
 }
