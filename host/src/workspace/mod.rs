@@ -1,6 +1,12 @@
-//! The workspace: the folder corral works in, and the rule that tools stay inside it.
+//! The workspace: the folder corral works in, opened once as a directory handle, the rule that
+//! tools stay inside it, and the entries nothing corral runs may touch ([`guard`]).
+
+pub mod guard;
 
 use std::path::{Component, Path, PathBuf};
+use std::sync::Arc;
+
+pub use guard::{Guard, POLICY_FILE, PROTECTED, Protected, STATE_DIR};
 
 /// A path a tool was refused, and why. Shown to the model as the tool's error.
 #[derive(Debug, thiserror::Error, PartialEq, Eq)]
@@ -13,15 +19,20 @@ pub enum PathError {
     Empty,
 }
 
-/// The workspace root, canonical, and the path rules of the built-in tools.
+/// The workspace root: its canonical path, a directory handle opened once, and the guard of
+/// its protected entries. Cheap to clone (the handle is shared).
 #[derive(Debug, Clone)]
 pub struct Workspace {
     root: PathBuf,
+    dir: Arc<cap_std::fs::Dir>,
+    guard: Guard,
 }
 
 impl Workspace {
     /// Opens `root`, which must be an existing directory. The root is canonicalised once, so a
-    /// workspace reached through a symlink works.
+    /// workspace reached through a symlink works, and opened once as a handle. A `.corral`
+    /// entry that is not a real folder (a symlink, say, from a cloned repository) is refused:
+    /// corral would write its sessions and task logs wherever it pointed.
     pub fn open(root: impl AsRef<Path>) -> std::io::Result<Self> {
         let root = root.as_ref().canonicalize()?;
         if !root.is_dir() {
@@ -30,7 +41,25 @@ impl Workspace {
                 format!("{} is not a directory", root.display()),
             ));
         }
-        Ok(Self { root })
+        let dir = cap_std::fs::Dir::open_ambient_dir(&root, cap_std::ambient_authority())?;
+        if let Ok(meta) = dir.symlink_metadata(STATE_DIR)
+            && !meta.is_dir()
+        {
+            return Err(std::io::Error::new(
+                std::io::ErrorKind::InvalidInput,
+                format!(
+                    "{} is not a folder (a symlink?): corral keeps its state only in a real \
+                     `.corral` folder; remove it",
+                    root.join(STATE_DIR).display()
+                ),
+            ));
+        }
+        let guard = Guard::new(&dir)?;
+        Ok(Self {
+            root,
+            dir: Arc::new(dir),
+            guard,
+        })
     }
 
     /// The canonical root.
@@ -38,9 +67,48 @@ impl Workspace {
         &self.root
     }
 
-    /// corral's own folder in the workspace: `<root>/.corral`.
+    /// The root's handle: open files beneath it (cap-std resolves every path beneath it, even
+    /// through symlinks, so nothing opened through it is outside the workspace).
+    pub fn dir(&self) -> &cap_std::fs::Dir {
+        &self.dir
+    }
+
+    /// The checks of the protected entries (`corral.toml`, `.corral/`).
+    pub fn guard(&self) -> &Guard {
+        &self.guard
+    }
+
+    /// corral's own folder as a handle, created (with a `.gitignore` of `*`, so transcripts
+    /// and task logs never land in git) when missing. Never follows a symlink: a `.corral`
+    /// that is not a real folder is an error.
+    pub fn state(&self) -> std::io::Result<cap_std::fs::Dir> {
+        match self.dir.create_dir(STATE_DIR) {
+            Ok(()) => {
+                let state = self.open_state()?;
+                state.write(".gitignore", "*\n")?;
+                Ok(state)
+            }
+            Err(e) if e.kind() == std::io::ErrorKind::AlreadyExists => self.open_state(),
+            Err(e) => Err(e),
+        }
+    }
+
+    fn open_state(&self) -> std::io::Result<cap_std::fs::Dir> {
+        use rustix::fs::{Mode, OFlags};
+        // One component opened at the root handle with O_NOFOLLOW: nothing to resolve.
+        let fd = rustix::fs::openat(
+            &*self.dir,
+            STATE_DIR,
+            OFlags::RDONLY | OFlags::DIRECTORY | OFlags::NOFOLLOW | OFlags::CLOEXEC,
+            Mode::empty(),
+        )?;
+        Ok(cap_std::fs::Dir::from_std_file(std::fs::File::from(fd)))
+    }
+
+    /// corral's own folder in the workspace: `<root>/.corral`, as a path (for messages and
+    /// for code that has not moved to [`Workspace::state`] yet).
     pub fn state_dir(&self) -> PathBuf {
-        self.root.join(".corral")
+        self.root.join(STATE_DIR)
     }
 
     /// Resolves a path given by the model to a host path inside the workspace.
