@@ -35,6 +35,14 @@ fn key(engine: &Engine, bytes: &[u8]) -> String {
     digest.iter().take(20).map(|b| format!("{b:02x}")).collect()
 }
 
+/// What the manifest file beside an artifact holds.
+#[derive(serde::Serialize, serde::Deserialize)]
+#[serde(rename_all = "snake_case")]
+enum CachedManifest {
+    Manifest(Manifest),
+    Refused(String),
+}
+
 /// A component ready to instantiate, and where its manifest is cached.
 pub struct Compiled {
     pub component: Component,
@@ -44,18 +52,29 @@ pub struct Compiled {
 }
 
 impl Compiled {
-    /// The manifest cached for exactly this component, if any (and readable).
-    pub fn manifest(&self) -> Option<Manifest> {
+    /// The manifest cached for exactly this component, if any (and readable): the manifest,
+    /// or the lasting reason it could not be read.
+    pub fn manifest(&self) -> Option<Result<Manifest, String>> {
         let text = std::fs::read(self.manifest_path.as_ref()?).ok()?;
-        serde_json::from_slice(&text).ok()
+        serde_json::from_slice::<CachedManifest>(&text)
+            .ok()
+            .map(|cached| match cached {
+                CachedManifest::Manifest(m) => Ok(m),
+                CachedManifest::Refused(cause) => Err(cause),
+            })
     }
 
-    /// Caches `manifest` for this component; a failure only costs a manifest call next time.
-    pub fn keep_manifest(&self, manifest: &Manifest) {
+    /// Caches `manifest` (or the lasting reason it could not be read) for this component; a
+    /// failure to write only costs a manifest call next time.
+    pub fn keep_manifest(&self, manifest: Result<&Manifest, &str>) {
         let Some(path) = &self.manifest_path else {
             return;
         };
-        let written = serde_json::to_vec(manifest)
+        let cached = match manifest {
+            Ok(m) => CachedManifest::Manifest(m.clone()),
+            Err(cause) => CachedManifest::Refused(cause.to_string()),
+        };
+        let written = serde_json::to_vec(&cached)
             .map_err(std::io::Error::other)
             .and_then(|json| write_atomic(path, &json));
         if let Err(error) = written {

@@ -37,6 +37,8 @@ use crate::workspace::guard::{FileId, Guard, PROTECTED};
 const MAX_SYMLINK_HOPS: usize = 40;
 /// Folders a walk from a new symlink up to its grant root climbs at most.
 const MAX_GRANT_DEPTH: usize = 4096;
+/// The operation name of metadata reads, which see through a hard link of `corral.toml`.
+const STAT: &str = "stat";
 /// Refusals kept per call to report to the model (the rest are counted).
 const MAX_REFUSALS_KEPT: usize = 8;
 
@@ -133,7 +135,13 @@ impl GuardedFs<'_> {
         let dir = self.dir(fd)?;
         let (parent, name) = resolve(&dir, path, follow)?;
         if let Some(guard) = &self.state.guard {
-            match guard.entry(parent.as_fd(), OsStr::new(&name), &self.state.roots) {
+            let name_os = OsStr::new(&name);
+            let checked = if op == STAT {
+                guard.entry_by_place(parent.as_fd(), name_os, &self.state.roots)
+            } else {
+                guard.entry(parent.as_fd(), name_os, &self.state.roots)
+            };
+            match checked {
                 Ok(None) => {}
                 Ok(Some(protected)) => {
                     return Err(self.state.refuse(format!("{op} `{path}`: {protected}")));
@@ -408,7 +416,7 @@ impl HostDescriptor for GuardedFs<'_> {
         path_flags: PathFlags,
         path: String,
     ) -> FsResult<types::DescriptorStat> {
-        self.on_target(&fd, &path, follows(path_flags), "stat", async |inner, parent, name| {
+        self.on_target(&fd, &path, follows(path_flags), STAT, async |inner, parent, name| {
             HostDescriptor::stat_at(inner, parent, PathFlags::empty(), name).await
         })
         .await
@@ -580,16 +588,16 @@ impl HostDescriptor for GuardedFs<'_> {
         HostDescriptor::metadata_hash(&mut self.inner, fd).await
     }
 
+    /// Not guarded: an opaque hash tells nothing of a protected entry, and wasi-libc asks for
+    /// one per entry while listing a folder (a folder holding a hard link of `corral.toml`
+    /// must still list). The path is still resolved beneath the descriptor by wasmtime-wasi.
     async fn metadata_hash_at(
         &mut self,
         fd: Resource<Descriptor>,
         path_flags: PathFlags,
         path: String,
     ) -> FsResult<types::MetadataHashValue> {
-        self.on_target(&fd, &path, follows(path_flags), "stat", async |inner, parent, name| {
-            HostDescriptor::metadata_hash_at(inner, parent, PathFlags::empty(), name).await
-        })
-        .await
+        HostDescriptor::metadata_hash_at(&mut self.inner, fd, path_flags, path).await
     }
 }
 

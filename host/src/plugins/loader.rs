@@ -159,12 +159,19 @@ async fn load_one(
         )
     })?;
     let manifest = match compiled.manifest() {
-        Some(manifest) => manifest,
-        None => {
-            let manifest = LoadedPlugin::read_manifest(&pre, runtime, &log).await?;
-            compiled.keep_manifest(&manifest);
-            manifest
-        }
+        Some(cached) => cached?,
+        None => match LoadedPlugin::read_manifest(&pre, runtime, &log).await {
+            Ok(manifest) => {
+                compiled.keep_manifest(Ok(&manifest));
+                manifest
+            }
+            Err(error) => {
+                if error.lasting {
+                    compiled.keep_manifest(Err(&error.cause));
+                }
+                return Err(error.cause);
+            }
+        },
     };
     check_manifest(&manifest)?;
     Ok(LoadedPlugin::new(

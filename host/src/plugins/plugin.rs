@@ -73,6 +73,31 @@ pub enum CallError {
     Contained { plugin: String, cause: String },
 }
 
+/// Why a manifest could not be read. A *lasting* cause (a trap, printing) is the same at every
+/// start and is cached with the component; a passing one (the deadline, on a loaded machine)
+/// is not.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct ManifestError {
+    pub cause: String,
+    pub lasting: bool,
+}
+
+impl ManifestError {
+    fn lasting(cause: impl Into<String>) -> Self {
+        Self {
+            cause: cause.into(),
+            lasting: true,
+        }
+    }
+
+    fn passing(cause: impl Into<String>) -> Self {
+        Self {
+            cause: cause.into(),
+            lasting: false,
+        }
+    }
+}
+
 /// A call's result text and what corral has to add to it (refused file operations, dropped
 /// log bytes), for the model.
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -133,7 +158,7 @@ impl LoadedPlugin {
         pre: &PluginPre<CallState>,
         runtime: &Runtime,
         log: &LogSink,
-    ) -> Result<Manifest, String> {
+    ) -> Result<Manifest, ManifestError> {
         let limits = Limits {
             timeout: MANIFEST_DEADLINE,
             memory: MANIFEST_MEMORY,
@@ -142,7 +167,7 @@ impl LoadedPlugin {
             .calls
             .acquire()
             .await
-            .map_err(|_| "the plugin runtime is shutting down".to_string())?;
+            .map_err(|_| ManifestError::passing("the plugin runtime is shutting down"))?;
         let (mut store, captures) = store(runtime, log, "(manifest)", &Grants::default(), limits);
         let call = async {
             let instance = pre.instantiate_async(&mut store).await?;
@@ -150,14 +175,20 @@ impl LoadedPlugin {
         };
         let raw = match tokio::time::timeout(limits.timeout + DROP_SLACK, call).await {
             Err(_) => {
-                return Err(format!(
+                return Err(ManifestError::passing(format!(
                     "its manifest did not return within {} s",
                     limits.timeout.as_secs_f64()
-                ));
+                )));
+            }
+            Ok(Err(error)) if error.downcast_ref::<Trap>() == Some(&Trap::Interrupt) => {
+                return Err(ManifestError::passing(format!(
+                    "its manifest did not return within {} s",
+                    limits.timeout.as_secs_f64()
+                )));
             }
             Ok(Err(error)) => {
                 let cause = describe_trap(&error, limits, &captures.stderr.text());
-                return Err(format!("its manifest {cause}"));
+                return Err(ManifestError::lasting(format!("its manifest {cause}")));
             }
             Ok(Ok(raw)) => raw,
         };
@@ -165,9 +196,9 @@ impl LoadedPlugin {
             let text = captured.text();
             if !text.is_empty() {
                 let first = sanitize(text.lines().next().unwrap_or(""));
-                return Err(format!(
+                return Err(ManifestError::lasting(format!(
                     "its manifest printed to {stream} (a manifest must not print): {first}"
-                ));
+                )));
             }
         }
         Ok(convert(raw))

@@ -147,6 +147,21 @@ impl Guard {
         name: &OsStr,
         stops: &[FileId],
     ) -> io::Result<Option<Protected>> {
+        if let Some(protected) = self.entry_by_place(dir, name, stops)? {
+            return Ok(Some(protected));
+        }
+        self.alias_of_policy(dir, name)
+    }
+
+    /// Like [`Guard::entry`], without the hard-link check: for calls that only read an
+    /// entry's metadata, which of an alias of `corral.toml` tells nothing worth hiding (and
+    /// which listing a folder needs for every entry).
+    pub fn entry_by_place(
+        &self,
+        dir: BorrowedFd<'_>,
+        name: &OsStr,
+        stops: &[FileId],
+    ) -> io::Result<Option<Protected>> {
         if self.dir_in_state(dir, stops)? {
             return Ok(Some(Protected::State));
         }
@@ -158,6 +173,11 @@ impl Guard {
                 return Ok(Some(Protected::State));
             }
         }
+        Ok(None)
+    }
+
+    /// Whether `name` in `dir` is another name (a hard link) of `corral.toml`.
+    fn alias_of_policy(&self, dir: BorrowedFd<'_>, name: &OsStr) -> io::Result<Option<Protected>> {
         // Another name for the policy file: only a regular file with more than one link can be.
         if let Ok(st) = rustix::fs::statat(dir, name, AtFlags::SYMLINK_NOFOLLOW)
             && FileType::from_raw_mode(st.st_mode) == FileType::RegularFile
