@@ -159,7 +159,7 @@ pub(super) fn walk(
         let name = part.name;
         if last {
             if how.follow_last
-                && let Some(target) = link_target(top, &name).map_err(io)?
+                && let Entry::Link(target) = entry(top, &name).map_err(io)?
             {
                 hops += 1;
                 let link = Rc::new(rel_of(&stack, Some(&name)).display().to_string());
@@ -215,16 +215,28 @@ pub(super) fn walk(
                     });
                 }
             },
-            Err(Errno::NOTDIR | Errno::LOOP) => match link_target(top, &name).map_err(io)? {
-                Some(target) => {
+            Err(Errno::NOTDIR | Errno::LOOP) => match entry(top, &name).map_err(io)? {
+                Entry::Link(target) => {
                     hops += 1;
                     let link = Rc::new(rel_of(&stack, Some(&name)).display().to_string());
                     expand(root_path, given, &target, link, hops, &mut stack, &mut queue)?;
                 }
-                None => {
+                Entry::Other => {
                     return Err(PathError::NotADirectory {
                         path: given.to_string(),
                         component: rel_of(&stack, Some(&name)).display().to_string(),
+                    });
+                }
+                // Changed since the open (a folder swapped in and out): look again, within
+                // the same budget as symlinks.
+                Entry::Folder | Entry::Missing => {
+                    hops += 1;
+                    if hops > MAX_SYMLINK_HOPS {
+                        return Err(PathError::Loop(given.to_string()));
+                    }
+                    queue.push_front(Part {
+                        name,
+                        via: part.via,
                     });
                 }
             },
@@ -297,18 +309,33 @@ fn open_dir(dir: BorrowedFd<'_>, name: &OsStr) -> Result<OwnedFd, Errno> {
     )
 }
 
-/// The target of `name` in `dir` when it is a symlink; `None` when it is anything else or
-/// absent.
-fn link_target(dir: BorrowedFd<'_>, name: &OsStr) -> Result<Option<OsString>, Errno> {
-    match rustix::fs::statat(dir, name, AtFlags::SYMLINK_NOFOLLOW) {
-        Ok(st) if FileType::from_raw_mode(st.st_mode) == FileType::Symlink => {}
-        Ok(_) | Err(Errno::NOENT) => return Ok(None),
+/// What `name` in `dir` is, as far as a walk cares.
+enum Entry {
+    /// A symlink, and its target.
+    Link(OsString),
+    Folder,
+    /// A file, a FIFO, a socket, a device.
+    Other,
+    Missing,
+}
+
+/// What `name` in `dir` is now, not following a symlink.
+fn entry(dir: BorrowedFd<'_>, name: &OsStr) -> Result<Entry, Errno> {
+    let file_type = match rustix::fs::statat(dir, name, AtFlags::SYMLINK_NOFOLLOW) {
+        Ok(st) => FileType::from_raw_mode(st.st_mode),
+        Err(Errno::NOENT) => return Ok(Entry::Missing),
         Err(e) => return Err(e),
+    };
+    match file_type {
+        FileType::Symlink => {}
+        FileType::Directory => return Ok(Entry::Folder),
+        _ => return Ok(Entry::Other),
     }
     match rustix::fs::readlinkat(dir, name, Vec::new()) {
-        Ok(target) => Ok(Some(OsStr::from_bytes(target.as_bytes()).to_os_string())),
-        // Replaced by something else in between: walk it as that.
-        Err(Errno::INVAL | Errno::NOENT) => Ok(None),
+        Ok(target) => Ok(Entry::Link(OsStr::from_bytes(target.as_bytes()).to_os_string())),
+        // Replaced by something else in between: the caller looks again.
+        Err(Errno::INVAL) => Ok(Entry::Folder),
+        Err(Errno::NOENT) => Ok(Entry::Missing),
         Err(e) => Err(e),
     }
 }
