@@ -75,7 +75,11 @@ fn assert_no_temp_files(dir: &Path) {
     for entry in std::fs::read_dir(dir).unwrap() {
         let entry = entry.unwrap();
         let name = entry.file_name().to_string_lossy().into_owned();
-        assert!(!name.starts_with(TEMP_PREFIX), "left behind: {}", entry.path().display());
+        assert!(
+            !name.starts_with(TEMP_PREFIX),
+            "left behind: {}",
+            entry.path().display()
+        );
         if entry.file_type().unwrap().is_dir() {
             assert_no_temp_files(&entry.path());
         }
@@ -109,28 +113,47 @@ fn the_model_cannot_reach_the_policy_or_corrals_state() {
             json!({"path": path, "old_text": "false", "new_text": "true"}),
         )
     };
-    let write = |id: &str, path: &str| {
-        tool_use(id, "write_file", json!({"path": path, "content": enable}))
-    };
+    let write =
+        |id: &str, path: &str| tool_use(id, "write_file", json!({"path": path, "content": enable}));
     let got = call_tools(
         &corral,
         vec![
             write("policy", "corral.toml"),
             edit("policy-edit", "corral.toml"),
-            write("policy-abs", &corral.workspace.path().join("corral.toml").display().to_string()),
+            write(
+                "policy-abs",
+                &corral
+                    .workspace
+                    .path()
+                    .join("corral.toml")
+                    .display()
+                    .to_string(),
+            ),
             write("via-link", "link"),
             edit("via-link-edit", "docs/config.toml"),
             write("hard-link", "docs/alias.toml"),
             edit("hard-link-edit", "docs/alias.toml"),
-            tool_use("gitignore", "edit_file", json!({"path": ".corral/.gitignore", "old_text": "*", "new_text": "!"})),
+            tool_use(
+                "gitignore",
+                "edit_file",
+                json!({"path": ".corral/.gitignore", "old_text": "*", "new_text": "!"}),
+            ),
             write("plugin", ".corral/plugins/evil.wasm"),
             write("via-state", "state/plugins/evil.wasm"),
             write("state-itself", ".corral"),
             write("outside", "out/canary.txt"),
             write("outside-new", "out/new/file.txt"),
             tool_use("read-policy", "read_file", json!({"path": "link"})),
-            tool_use("read-state", "read_file", json!({"path": "state/.gitignore"})),
-            tool_use("read-outside", "read_file", json!({"path": "out/canary.txt"})),
+            tool_use(
+                "read-state",
+                "read_file",
+                json!({"path": "state/.gitignore"}),
+            ),
+            tool_use(
+                "read-outside",
+                "read_file",
+                json!({"path": "out/canary.txt"}),
+            ),
         ],
     );
     let policy_rule = "`corral.toml` is the workspace policy";
@@ -153,7 +176,10 @@ fn the_model_cannot_reach_the_policy_or_corrals_state() {
     ];
     for (id, rule) in expect {
         let (_, is_error, text) = got.iter().find(|r| r.0 == id).unwrap();
-        assert!(*is_error && text.contains(rule), "{id} should be refused with {rule:?}: {text}");
+        assert!(
+            *is_error && text.contains(rule),
+            "{id} should be refused with {rule:?}: {text}"
+        );
         assert!(text.starts_with("denied: "), "{id}: {text}");
     }
     let (_, is_error, text) = got.iter().find(|r| r.0 == "read-policy").unwrap();
@@ -202,7 +228,10 @@ fn twelve_edits_of_one_file_in_one_answer_all_apply() {
             ));
         }
     }
-    let ids: Vec<String> = calls.iter().map(|c| c["id"].as_str().unwrap().to_string()).collect();
+    let ids: Vec<String> = calls
+        .iter()
+        .map(|c| c["id"].as_str().unwrap().to_string())
+        .collect();
     let got = call_tools(&corral, calls);
     assert_eq!(got.iter().map(|r| r.0.clone()).collect::<Vec<_>>(), ids);
     for (id, is_error, text) in &got {
@@ -228,8 +257,16 @@ fn a_fifo_and_a_socket_are_refused_at_once() {
     let server = ScriptedServer::start(vec![
         Turn::tools(vec![
             tool_use("read", "read_file", json!({"path": "pipe"})),
-            tool_use("edit", "edit_file", json!({"path": "pipe", "old_text": "a", "new_text": "b"})),
-            tool_use("write", "write_file", json!({"path": "pipe", "content": "x"})),
+            tool_use(
+                "edit",
+                "edit_file",
+                json!({"path": "pipe", "old_text": "a", "new_text": "b"}),
+            ),
+            tool_use(
+                "write",
+                "write_file",
+                json!({"path": "pipe", "content": "x"}),
+            ),
             tool_use("socket", "read_file", json!({"path": "sock"})),
         ])
         .into(),
@@ -241,20 +278,33 @@ fn a_fifo_and_a_socket_are_refused_at_once() {
     // A hang fails the test here instead of stalling it.
     let out = corral_tests::cli::wait_output(cmd, Duration::from_secs(60));
     out.assert_code(0);
-    assert!(started.elapsed() < Duration::from_secs(30), "{:?}", started.elapsed());
+    assert!(
+        started.elapsed() < Duration::from_secs(30),
+        "{:?}",
+        started.elapsed()
+    );
     let got = corral_tests::tool_results(&server.bodies()[1]);
     for (result, tool) in got.iter().zip(["read_file", "edit_file", "write_file"]) {
         assert!(
             result.is_error
-                && result.content.contains("`pipe` is a FIFO (named pipe), not a regular file")
+                && result
+                    .content
+                    .contains("`pipe` is a FIFO (named pipe), not a regular file")
                 && result.content.contains(tool),
             "{result:?}"
         );
     }
-    assert!(got[3].is_error && got[3].content.contains("`sock` is a socket"), "{:?}", got[3]);
+    assert!(
+        got[3].is_error && got[3].content.contains("`sock` is a socket"),
+        "{:?}",
+        got[3]
+    );
     use std::os::unix::fs::FileTypeExt;
     assert!(
-        std::fs::symlink_metadata(&fifo).unwrap().file_type().is_fifo(),
+        std::fs::symlink_metadata(&fifo)
+            .unwrap()
+            .file_type()
+            .is_fifo(),
         "the FIFO was replaced"
     );
 }
@@ -281,16 +331,27 @@ fn a_2_gib_sparse_file_is_read_by_the_lines_asked_for() {
     let server = ScriptedServer::start(vec![
         Turn::tools(vec![
             tool_use("head", "read_file", json!({"path": "big.log", "limit": 10})),
-            tool_use("middle", "read_file", json!({"path": "big.log", "offset": 15, "limit": 3})),
+            tool_use(
+                "middle",
+                "read_file",
+                json!({"path": "big.log", "offset": 15, "limit": 3}),
+            ),
         ])
         .into(),
         Turn::text("done").into(),
     ]);
     let mut cmd = corral.command_for(&Corral::bin(), Some(&server));
-    cmd.args(["run", "go"]).stdout(std::process::Stdio::null()).stderr(std::process::Stdio::null());
-    let child = cmd.spawn().unwrap();
-    let (status, max_rss_kib) = wait4(child.id(), Duration::from_secs(120));
-    assert!(libc::WIFEXITED(status) && libc::WEXITSTATUS(status) == 0, "status {status}");
+    cmd.args(["run", "go"])
+        .stdout(std::process::Stdio::null())
+        .stderr(std::process::Stdio::null());
+    // Reaped by wait4, which also gives its own rusage.
+    #[allow(clippy::zombie_processes)]
+    let pid = cmd.spawn().unwrap().id();
+    let (status, max_rss_kib) = wait4(pid, Duration::from_secs(120));
+    assert!(
+        libc::WIFEXITED(status) && libc::WEXITSTATUS(status) == 0,
+        "status {status}"
+    );
     eprintln!("peak RSS of corral reading 10 lines of a 2 GiB sparse file: {max_rss_kib} KiB");
     assert!(max_rss_kib < MAX_RSS_KIB, "peak RSS {max_rss_kib} KiB");
     server.assert_clean();
@@ -301,13 +362,16 @@ fn a_2_gib_sparse_file_is_read_by_the_lines_asked_for() {
     assert_eq!(lines[0], "     1\trow 1");
     assert_eq!(lines[9], "    10\trow 10");
     assert!(
-        lines[10].contains("more follow: offset 11 reads on") && lines[10].contains(&SIZE.to_string()),
+        lines[10].contains("more follow: offset 11 reads on")
+            && lines[10].contains(&SIZE.to_string()),
         "{}",
         lines[10]
     );
     assert!(!got[1].is_error, "{:?}", got[1]);
     assert!(
-        got[1].content.starts_with("    15\trow 15\n    16\trow 16\n    17\trow 17\n[lines 15-17"),
+        got[1]
+            .content
+            .starts_with("    15\trow 15\n    16\trow 16\n    17\trow 17\n[lines 15-17"),
         "{}",
         got[1].content
     );
@@ -421,8 +485,14 @@ fn read_file_edges() {
     mixed.extend(b"\n\0\0binary\n");
     std::fs::write(tools.path("mixed.bin"), &mixed).unwrap();
     std::fs::create_dir(tools.path("folder")).unwrap();
-    std::fs::write(tools.path("long.txt"), format!("{}\nshort\n", "y".repeat(5000))).unwrap();
-    let wide: String = (0..2000).map(|i| format!("{i:04} {}\n", "z".repeat(995))).collect();
+    std::fs::write(
+        tools.path("long.txt"),
+        format!("{}\nshort\n", "y".repeat(5000)),
+    )
+    .unwrap();
+    let wide: String = (0..2000)
+        .map(|i| format!("{i:04} {}\n", "z".repeat(995)))
+        .collect();
     std::fs::write(tools.path("wide.txt"), &wide).unwrap();
     let read = |input: Value| rt.block_on(tools.read.call(input));
 
@@ -436,15 +506,26 @@ fn read_file_edges() {
         read(json!({"path": "three.txt", "offset": 3})).unwrap(),
         "     3\tc\n[lines 3-3 of 3]\n"
     );
-    assert_eq!(read(json!({"path": "three.txt"})).unwrap(), "     1\ta\n     2\tb\n     3\tc\n");
-    assert_eq!(read(json!({"path": "empty.txt"})).unwrap(), "[`empty.txt` is empty]");
+    assert_eq!(
+        read(json!({"path": "three.txt"})).unwrap(),
+        "     1\ta\n     2\tb\n     3\tc\n"
+    );
+    assert_eq!(
+        read(json!({"path": "empty.txt"})).unwrap(),
+        "[`empty.txt` is empty]"
+    );
     assert_eq!(
         read(json!({"path": "image.png"})),
-        Err(ToolError::Failed("`image.png` is a binary file (16 bytes)".into()))
+        Err(ToolError::Failed(
+            "`image.png` is a binary file (16 bytes)".into()
+        ))
     );
     let text = read(json!({"path": "mixed.bin"})).unwrap();
     assert!(text.contains("     2\ttext two\n"), "{text}");
-    assert!(text.ends_with("[lines 1-3; line 4 holds NUL bytes (binary data): stopped there]\n"), "{text}");
+    assert!(
+        text.ends_with("[lines 1-3; line 4 holds NUL bytes (binary data): stopped there]\n"),
+        "{text}"
+    );
     assert!(matches!(
         read(json!({"path": "mixed.bin", "offset": 4})),
         Err(ToolError::Failed(m)) if m.contains("line 4 holds NUL bytes")
@@ -458,7 +539,10 @@ fn read_file_edges() {
         Err(ToolError::Failed("`missing/x` does not exist".into()))
     );
     let text = read(json!({"path": "long.txt"})).unwrap();
-    assert_eq!(text, format!("     1\t{} [line cut]\n     2\tshort\n", "y".repeat(2000)));
+    assert_eq!(
+        text,
+        format!("     1\t{} [line cut]\n     2\tshort\n", "y".repeat(2000))
+    );
     // 2000 lines of 1000 bytes: cut before 256 KiB, with the offset to go on.
     let text = read(json!({"path": "wide.txt"})).unwrap();
     assert!(text.len() <= 256 * 1024, "{}", text.len());
@@ -473,7 +557,10 @@ fn read_file_edges() {
         text.lines().last().unwrap()
     );
     let next = read(json!({"path": "wide.txt", "offset": shown + 1, "limit": 1})).unwrap();
-    assert!(next.starts_with(&format!("{:>6}\t{:04} ", shown + 1, shown)), "{next}");
+    assert!(
+        next.starts_with(&format!("{:>6}\t{:04} ", shown + 1, shown)),
+        "{next}"
+    );
 }
 
 /// Writes and edits are atomic and keep the file's permission bits; no temporary file is
@@ -486,23 +573,38 @@ fn writes_replace_files_atomically_and_keep_their_mode() {
     std::fs::write(tools.path("run.sh"), "echo old\n").unwrap();
     std::fs::set_permissions(tools.path("run.sh"), std::fs::Permissions::from_mode(0o751)).unwrap();
     let out = rt
-        .block_on(tools.edit.call(json!({"path": "run.sh", "old_text": "old", "new_text": "new"})))
+        .block_on(
+            tools
+                .edit
+                .call(json!({"path": "run.sh", "old_text": "old", "new_text": "new"})),
+        )
         .unwrap();
     assert_eq!(out, "Replaced 1 occurrence in run.sh");
     let out = rt
-        .block_on(tools.write.call(json!({"path": "run.sh", "content": "echo newer\n"})))
+        .block_on(
+            tools
+                .write
+                .call(json!({"path": "run.sh", "content": "echo newer\n"})),
+        )
         .unwrap();
     assert_eq!(out, "Wrote 11 bytes to run.sh");
     let meta = std::fs::metadata(tools.path("run.sh")).unwrap();
     assert_eq!(meta.permissions().mode() & 0o7777, 0o751);
-    assert_eq!(std::fs::read_to_string(tools.path("run.sh")).unwrap(), "echo newer\n");
+    assert_eq!(
+        std::fs::read_to_string(tools.path("run.sh")).unwrap(),
+        "echo newer\n"
+    );
     std::fs::create_dir(tools.path("dir")).unwrap();
     assert_eq!(
         rt.block_on(tools.write.call(json!({"path": "dir", "content": "x"}))),
         Err(ToolError::Failed("`dir` is a directory".into()))
     );
     let out = rt
-        .block_on(tools.write.call(json!({"path": "a/b/c.txt", "content": "deep"})))
+        .block_on(
+            tools
+                .write
+                .call(json!({"path": "a/b/c.txt", "content": "deep"})),
+        )
         .unwrap();
     assert_eq!(out, "Wrote 4 bytes to a/b/c.txt");
     assert_no_temp_files(tools.dir.path());
@@ -548,8 +650,16 @@ fn a_folder_swapped_for_a_symlink_during_writes_never_leaks_a_write() {
         );
     }
     let files = std::fs::read_dir(&real).unwrap().count();
-    assert_eq!(files, landed.len(), "only the writes reported as done are there");
-    assert!(!landed.is_empty() && refused > 0, "the race did not happen: {} landed, {refused} refused", landed.len());
+    assert_eq!(
+        files,
+        landed.len(),
+        "only the writes reported as done are there"
+    );
+    assert!(
+        !landed.is_empty() && refused > 0,
+        "the race did not happen: {} landed, {refused} refused",
+        landed.len()
+    );
     assert_no_temp_files(&ws);
 }
 
@@ -583,5 +693,8 @@ fn a_folder_swapped_for_a_symlink_during_reads_never_leaks_a_byte() {
     stop.store(true, Ordering::Relaxed);
     let swaps = swapper.join().unwrap();
     eprintln!("{CALLS} reads during {swaps} swaps: {ok} read inside, {refused} refused");
-    assert!(ok > 0 && refused > 0, "the race did not happen: {ok} ok, {refused} refused");
+    assert!(
+        ok > 0 && refused > 0,
+        "the race did not happen: {ok} ok, {refused} refused"
+    );
 }

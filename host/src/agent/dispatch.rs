@@ -76,7 +76,12 @@ mod tests {
         let outputs = run_ordered(calls).await;
         assert_eq!(outputs, [0, 10, 20, 30, 40]);
         let log = log.lock().expect("lock").clone();
-        let span = |i: usize| log.iter().find(|e| e.0 == i).map(|e| (e.1, e.2)).expect("ran");
+        let span = |i: usize| {
+            log.iter()
+                .find(|e| e.0 == i)
+                .map(|e| (e.1, e.2))
+                .expect("ran")
+        };
         // Each a starts after the one before it ended.
         assert!(span(1).0 >= span(0).1 && span(4).0 >= span(1).1, "{log:?}");
         // b and the keyless call do not wait for any a (generous margin: the a's take 450 ms).

@@ -149,7 +149,9 @@ pub(super) fn walk(
                 if stack.pop().is_none() {
                     return Err(PathError::SymlinkOut {
                         path: given.to_string(),
-                        link: part.via.map_or_else(|| given.to_string(), |v| v.to_string()),
+                        link: part
+                            .via
+                            .map_or_else(|| given.to_string(), |v| v.to_string()),
                     });
                 }
                 continue;
@@ -163,7 +165,9 @@ pub(super) fn walk(
             {
                 hops += 1;
                 let link = Rc::new(rel_of(&stack, Some(&name)).display().to_string());
-                expand(root_path, given, &target, link, hops, &mut stack, &mut queue)?;
+                expand(
+                    root_path, given, &target, link, hops, &mut stack, &mut queue,
+                )?;
                 continue;
             }
             return Ok(Walked::Found {
@@ -219,7 +223,9 @@ pub(super) fn walk(
                 Entry::Link(target) => {
                     hops += 1;
                     let link = Rc::new(rel_of(&stack, Some(&name)).display().to_string());
-                    expand(root_path, given, &target, link, hops, &mut stack, &mut queue)?;
+                    expand(
+                        root_path, given, &target, link, hops, &mut stack, &mut queue,
+                    )?;
                 }
                 Entry::Other => {
                     return Err(PathError::NotADirectory {
@@ -262,8 +268,8 @@ fn expand(
     }
     let target = Path::new(target);
     let parts: Vec<OsString> = if target.is_absolute() {
-        let inside = normalise(target)
-            .and_then(|t| t.strip_prefix(root_path).ok().map(Path::to_path_buf));
+        let inside =
+            normalise(target).and_then(|t| t.strip_prefix(root_path).ok().map(Path::to_path_buf));
         let Some(inside) = inside else {
             return Err(PathError::SymlinkOut {
                 path: given.to_string(),
@@ -332,7 +338,9 @@ fn entry(dir: BorrowedFd<'_>, name: &OsStr) -> Result<Entry, Errno> {
         _ => return Ok(Entry::Other),
     }
     match rustix::fs::readlinkat(dir, name, Vec::new()) {
-        Ok(target) => Ok(Entry::Link(OsStr::from_bytes(target.as_bytes()).to_os_string())),
+        Ok(target) => Ok(Entry::Link(
+            OsStr::from_bytes(target.as_bytes()).to_os_string(),
+        )),
         // Replaced by something else in between: the caller looks again.
         Err(Errno::INVAL) => Ok(Entry::Folder),
         Err(Errno::NOENT) => Ok(Entry::Missing),

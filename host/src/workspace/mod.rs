@@ -228,7 +228,12 @@ impl Workspace {
                     return format!("file:{}:{}", st.st_dev, st.st_ino);
                 }
                 match rustix::fs::fstat(&parent) {
-                    Ok(st) => format!("file:{}:{}/{}", st.st_dev, st.st_ino, name.to_string_lossy()),
+                    Ok(st) => format!(
+                        "file:{}:{}/{}",
+                        st.st_dev,
+                        st.st_ino,
+                        name.to_string_lossy()
+                    ),
                     Err(_) => format!("file:{}", rel.display()),
                 }
             }
@@ -322,13 +327,19 @@ mod tests {
         // A loop ends, and a file on the way is not a folder.
         std::os::unix::fs::symlink("loop2", root.join("loop1")).expect("symlink");
         std::os::unix::fs::symlink("loop1", root.join("loop2")).expect("symlink");
-        assert_eq!(ws.resolve("loop1/x"), Err(PathError::Loop("loop1/x".into())));
+        assert_eq!(
+            ws.resolve("loop1/x"),
+            Err(PathError::Loop("loop1/x".into()))
+        );
         std::fs::write(root.join("file"), "").expect("write");
         assert!(matches!(
             ws.locate("file/x"),
             Err(PathError::NotADirectory { component, .. }) if component == "file"
         ));
-        assert_eq!(ws.locate("nope/x").map(|_| ()), Err(PathError::NotFound("nope/x".into())));
+        assert_eq!(
+            ws.locate("nope/x").map(|_| ()),
+            Err(PathError::NotFound("nope/x".into()))
+        );
     }
 
     #[test]
@@ -352,7 +363,10 @@ mod tests {
         assert!(ws.root().join("real/x").exists());
         assert_eq!(std::fs::read_dir(outside.path()).expect("read").count(), 0);
         // Resolved anew, the symlink is refused.
-        assert!(matches!(ws.locate("d/x"), Err(PathError::SymlinkOut { .. })));
+        assert!(matches!(
+            ws.locate("d/x"),
+            Err(PathError::SymlinkOut { .. })
+        ));
     }
 
     #[test]
@@ -364,7 +378,10 @@ mod tests {
             assert!(
                 matches!(
                     ws.locate_creating(path),
-                    Err(PathError::Protected { rule: Protected::State, .. })
+                    Err(PathError::Protected {
+                        rule: Protected::State,
+                        ..
+                    })
                 ),
                 "{path}"
             );

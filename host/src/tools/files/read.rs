@@ -130,12 +130,15 @@ fn read(workspace: &Workspace, args: &ReadArgs) -> Result<String, ToolError> {
     let mut returned = 0;
     let stop = loop {
         if returned == limit {
-            let more = !fill(&mut reader).map_err(|e| io_error(shown, &e))?.is_empty();
+            let more = !fill(&mut reader)
+                .map_err(|e| io_error(shown, &e))?
+                .is_empty();
             break if more { Stop::Limit } else { Stop::End };
         }
         let wanted = number + 1 >= offset;
         let cap = if wanted { LINE_BYTES } else { 0 };
-        let next = next_line(&mut reader, &mut line, cap, wanted).map_err(|e| io_error(shown, &e))?;
+        let next =
+            next_line(&mut reader, &mut line, cap, wanted).map_err(|e| io_error(shown, &e))?;
         let Some(cut) = next else {
             let scanned = reader.get_ref().limit() == 0;
             break if scanned { Stop::Scan } else { Stop::End };
