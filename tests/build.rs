@@ -19,6 +19,13 @@ fn main() {
         "plugins/fetch",
         "plugins/jq",
         "plugins/misbehave",
+        "plugins/badmanifest",
+        "plugins/badmanifest-sleep",
+        "plugins/badmanifest-print",
+        "plugins/badmanifest-panic",
+        "plugins/badmanifest-loop",
+        "plugins/badmanifest-huge",
+        "plugins/badmanifest-osc",
         "plugins/Cargo.toml",
         "wit",
     ] {

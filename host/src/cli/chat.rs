@@ -25,7 +25,7 @@ pub async fn chat(args: AgentArgs) -> anyhow::Result<ExitCode> {
     config.wait_for_background = false;
     let display = Display::for_chat(args.quiet);
     let mut builder = Agent::builder(workspace.root());
-    for tool in super::plugins::tools(&workspace, &policy, &args.plugin_dirs, &display) {
+    for tool in super::plugins::tools(&workspace, &policy, &args.plugin_dirs, &display).await {
         builder = builder.tool(tool);
     }
     let built = builder

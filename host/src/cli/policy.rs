@@ -10,12 +10,12 @@ use corral::plugins::WorkspacePlugins;
 use super::plugins::{load, open};
 use super::render::Display;
 
-pub fn policy(args: PolicyArgs) -> anyhow::Result<ExitCode> {
+pub async fn policy(args: PolicyArgs) -> anyhow::Result<ExitCode> {
     let (workspace, policy) = match open(&args.workspace) {
         Ok(opened) => opened,
         Err(code) => return Ok(code),
     };
-    let set = load(&workspace, &policy, &args.plugin_dirs, &Display::plain());
+    let set = load(&workspace, &policy, &args.plugin_dirs, &Display::plain()).await;
     let rights: Vec<_> = set
         .plugins
         .iter()

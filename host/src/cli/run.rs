@@ -22,7 +22,7 @@ pub async fn run(args: RunArgs) -> anyhow::Result<ExitCode> {
     config.wait_for_background = !args.no_wait;
     config.wait_timeout = std::time::Duration::from_secs(args.wait_timeout);
     let mut builder = Agent::builder(workspace.root());
-    for tool in super::plugins::tools(&workspace, &policy, &args.agent.plugin_dirs, &display) {
+    for tool in super::plugins::tools(&workspace, &policy, &args.agent.plugin_dirs, &display).await {
         builder = builder.tool(tool);
     }
     let built = builder

@@ -13,7 +13,7 @@ mod settings;
 
 pub use effective::{Rights, grants, rights};
 pub use file::PolicyError;
-pub use grants::{Capabilities, DirGrant, GUEST_ROOT, Grants, Limits};
+pub use grants::{Capabilities, DirGrant, Files, GUEST_ROOT, Grants, Limits};
 pub use patterns::{PathGrant, check_host, parse_path};
 pub use settings::{
     AgentSettings, MAX_MEMORY_MB, MAX_TIMEOUT_MS, PluginPolicy, Policy, WORKSPACE_FILE, user_file,
