@@ -1,8 +1,9 @@
 //! Finding plugins at startup: every `*.wasm` in the plugin folders, compiled (or taken from the
 //! cache), checked, and described. A plugin that fails to load is reported and skipped; the
-//! others load.
+//! others load. Plugins that share a name are all skipped: grants follow a plugin's name, so
+//! a second component calling itself `grep` must never get (or take) `grep`'s grants.
 
-use std::collections::HashSet;
+use std::collections::{BTreeMap, HashSet};
 use std::path::{Path, PathBuf};
 
 use serde::Serialize;
@@ -18,11 +19,27 @@ use super::state::LogSink;
 pub struct LoadError {
     pub file: PathBuf,
     pub cause: String,
+    /// Other files skipped for the same cause (plugins of one name), named in the same line.
+    #[serde(skip_serializing_if = "Vec::is_empty")]
+    pub also: Vec<PathBuf>,
 }
 
 impl std::fmt::Display for LoadError {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
-        write!(f, "plugin {} skipped: {}", self.file.display(), self.cause)
+        if self.also.is_empty() {
+            return write!(f, "plugin {} skipped: {}", self.file.display(), self.cause);
+        }
+        let mut files: Vec<String> = std::iter::once(&self.file)
+            .chain(&self.also)
+            .map(|f| f.display().to_string())
+            .collect();
+        let last = files.pop().unwrap_or_default();
+        write!(
+            f,
+            "plugins {} and {last} skipped: {}",
+            files.join(", "),
+            self.cause
+        )
     }
 }
 
@@ -43,9 +60,11 @@ impl PluginSet {
     }
 }
 
-/// The `*.wasm` files of `dirs`, in order (a folder that does not exist is skipped).
+/// The `*.wasm` files of `dirs`, in order (a folder that does not exist is skipped), each file
+/// once even when two folders lead to it.
 fn wasm_files(dirs: &[PathBuf]) -> Vec<PathBuf> {
     let mut files = Vec::new();
+    let mut seen = HashSet::new();
     for dir in dirs {
         let Ok(entries) = std::fs::read_dir(dir) else {
             continue;
@@ -56,12 +75,18 @@ fn wasm_files(dirs: &[PathBuf]) -> Vec<PathBuf> {
             .filter(|p| p.extension().is_some_and(|e| e == "wasm") && p.is_file())
             .collect();
         found.sort();
-        files.extend(found);
+        for file in found {
+            let same = file.canonicalize().unwrap_or_else(|_| file.clone());
+            if seen.insert(same) {
+                files.push(file);
+            }
+        }
     }
     files
 }
 
-/// Loads every plugin of `dirs`. Names of `taken` tools (the built-ins) and of earlier plugins
+/// Loads every plugin of `dirs`. Plugins whose manifests give one name are all skipped, with one
+/// error naming every file. Names of `taken` tools (the built-ins) and of earlier plugins
 /// cannot be taken again: such a plugin is skipped with an error.
 pub fn load_dirs(
     runtime: &Runtime,
@@ -71,41 +96,83 @@ pub fn load_dirs(
     log: LogSink,
 ) -> PluginSet {
     let mut set = PluginSet::default();
-    let mut names: HashSet<String> = taken.iter().cloned().collect();
-    let mut plugin_names = HashSet::new();
+    let mut loaded = Vec::new();
     for file in wasm_files(dirs) {
         match load_one(runtime, &file, cache_dir, log.clone()) {
-            Ok(plugin) => {
-                let fail = |cause: String| LoadError {
-                    file: file.clone(),
-                    cause,
-                };
-                if !plugin_names.insert(plugin.manifest.name.clone()) {
-                    set.errors.push(fail(format!(
-                        "a plugin named `{}` is already loaded",
-                        plugin.manifest.name
-                    )));
-                    continue;
-                }
-                let clash = plugin
-                    .manifest
-                    .tools
-                    .iter()
-                    .find(|t| names.contains(&t.name));
-                if let Some(tool) = clash {
-                    set.errors.push(fail(format!(
-                        "its tool `{}` has a name already taken",
-                        tool.name
-                    )));
-                    continue;
-                }
-                names.extend(plugin.manifest.tools.iter().map(|t| t.name.clone()));
-                set.plugins.push(plugin);
-            }
-            Err(cause) => set.errors.push(LoadError { file, cause }),
+            Ok(plugin) => loaded.push(plugin),
+            Err(cause) => set.errors.push(LoadError {
+                file,
+                cause,
+                also: Vec::new(),
+            }),
         }
     }
+    let mut by_name: BTreeMap<String, Vec<PathBuf>> = BTreeMap::new();
+    for plugin in &loaded {
+        by_name
+            .entry(plugin.manifest.name.clone())
+            .or_default()
+            .push(plugin.file.clone());
+    }
+    for (name, files) in &by_name {
+        if let [first, rest @ ..] = files.as_slice()
+            && !rest.is_empty()
+        {
+            let who = if rest.len() == 1 { "both" } else { "all" };
+            set.errors.push(LoadError {
+                file: first.clone(),
+                cause: format!(
+                    "{who} are named `{name}`; a plugin's grants follow its name, so none of them loads until one is removed or renamed"
+                ),
+                also: rest.to_vec(),
+            });
+        }
+    }
+    let mut names: HashSet<String> = taken.iter().cloned().collect();
+    for plugin in loaded {
+        if by_name
+            .get(&plugin.manifest.name)
+            .is_some_and(|files| files.len() > 1)
+        {
+            continue;
+        }
+        let clash = plugin
+            .manifest
+            .tools
+            .iter()
+            .find(|t| names.contains(&t.name));
+        if let Some(tool) = clash {
+            set.errors.push(LoadError {
+                file: plugin.file.clone(),
+                cause: format!("its tool `{}` has a name already taken", tool.name),
+                also: Vec::new(),
+            });
+            continue;
+        }
+        names.extend(plugin.manifest.tools.iter().map(|t| t.name.clone()));
+        set.plugins.push(plugin);
+    }
     set
+}
+
+/// The largest component file read; a bigger one is skipped with an error.
+pub const MAX_COMPONENT_BYTES: u64 = 256 * 1024 * 1024;
+
+fn read_capped(file: &Path) -> Result<Vec<u8>, String> {
+    use std::io::Read;
+    let opened = std::fs::File::open(file).map_err(|e| format!("cannot read it: {e}"))?;
+    let mut bytes = Vec::new();
+    opened
+        .take(MAX_COMPONENT_BYTES + 1)
+        .read_to_end(&mut bytes)
+        .map_err(|e| format!("cannot read it: {e}"))?;
+    if bytes.len() as u64 > MAX_COMPONENT_BYTES {
+        return Err(format!(
+            "it is larger than {} MiB",
+            MAX_COMPONENT_BYTES / (1024 * 1024)
+        ));
+    }
+    Ok(bytes)
 }
 
 fn load_one(
@@ -114,7 +181,10 @@ fn load_one(
     cache_dir: Option<&Path>,
     log: LogSink,
 ) -> Result<LoadedPlugin, String> {
-    let bytes = std::fs::read(file).map_err(|e| format!("cannot read it: {e}"))?;
+    // The bytes read once: hashed for approval and compiled, so the approved component is the
+    // one that runs.
+    let bytes = read_capped(file)?;
+    let sha256 = crate::policy::sha256_hex(&bytes);
     let (component, source) = cache::load(&runtime.engine, &bytes, cache_dir)
         .map_err(|e| format!("not a valid WebAssembly component: {}", first_line(&e)))?;
     let instance_pre = runtime
@@ -127,8 +197,15 @@ fn load_one(
             first_line(&e)
         )
     })?;
-    let plugin = LoadedPlugin::new(pre, runtime.clone(), file.to_path_buf(), source, log)
-        .map_err(|e| format!("its manifest could not be read: {}", first_line(&e)))?;
+    let plugin = LoadedPlugin::new(
+        pre,
+        runtime.clone(),
+        file.to_path_buf(),
+        source,
+        sha256,
+        log,
+    )
+    .map_err(|e| format!("its manifest could not be read: {}", first_line(&e)))?;
     check_manifest(&plugin)?;
     Ok(plugin)
 }

@@ -60,6 +60,8 @@ pub struct LoadedPlugin {
     pub manifest: Arc<Manifest>,
     pub file: PathBuf,
     pub source: super::cache::Source,
+    /// The sha256 of the component's bytes (hex): what an approval of its grants pins.
+    pub sha256: String,
     pre: PluginPre<CallState>,
     runtime: Runtime,
     log: LogSink,
@@ -70,6 +72,7 @@ impl std::fmt::Debug for LoadedPlugin {
         f.debug_struct("LoadedPlugin")
             .field("manifest", &self.manifest)
             .field("file", &self.file)
+            .field("sha256", &self.sha256)
             .finish()
     }
 }
@@ -86,6 +89,7 @@ impl LoadedPlugin {
         runtime: Runtime,
         file: PathBuf,
         source: super::cache::Source,
+        sha256: String,
         log: LogSink,
     ) -> wasmtime::Result<Self> {
         let mut plugin = Self {
@@ -101,6 +105,7 @@ impl LoadedPlugin {
             }),
             file,
             source,
+            sha256,
             pre,
             runtime,
             log,
