@@ -20,6 +20,13 @@ fn main() {
         "plugins/jq",
         "plugins/misbehave",
         "plugins/shadow",
+        "plugins/badmanifest",
+        "plugins/badmanifest-sleep",
+        "plugins/badmanifest-print",
+        "plugins/badmanifest-panic",
+        "plugins/badmanifest-loop",
+        "plugins/badmanifest-huge",
+        "plugins/badmanifest-osc",
         "plugins/Cargo.toml",
         "wit",
     ] {

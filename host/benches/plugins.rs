@@ -2,10 +2,11 @@
 //! `cargo bench -p corral --bench plugins`; the numbers and what they mean are in BENCHMARKS.md.
 //!
 //! 1. **One call of an echo tool.** corral's path (a fresh store with a WASI context built from
-//!    the grants, JSON in and out, through `PluginTool::call` as the agent calls it, including the
-//!    hop to a blocking thread), and `LoadedPlugin::call_blocking` without the hop, against the
-//!    floor: bare wasmtime with the same engine settings, `InstancePre::instantiate` plus the call
-//!    of the same component.
+//!    the grants, the guarded filesystem, a call slot, the deadline, JSON in and out, through
+//!    `PluginTool::call` as the agent calls it, on the caller's task) against the floor: bare
+//!    wasmtime with the same engine settings, `InstancePre::instantiate_async` plus the async call
+//!    of the same component, the store dropped inside the clock as corral's is. Both with the
+//!    machine otherwise idle and with a busy loop on the other core.
 //! 2. **Start-up with 20 plugins.** Loading 20 distinct components (4 plugins × 5 variants, each
 //!    variant made distinct by a custom section, so each has its own cache key), cold (empty
 //!    compile cache) and warm (cached); and the whole `corral plugins` command, warm.
@@ -25,7 +26,7 @@ const CALLS: usize = 2000;
 const WARMUP: usize = 200;
 
 mod floor {
-    wasmtime::component::bindgen!({ path: "../wit", world: "plugin" });
+    wasmtime::component::bindgen!({ path: "../wit", world: "plugin", exports: { default: async } });
 }
 
 struct FloorState {
@@ -101,27 +102,30 @@ fn ms(d: Duration) -> String {
     format!("{:.1} ms", d.as_secs_f64() * 1e3)
 }
 
-/// Part 1: one echo call, corral against bare wasmtime.
+/// Part 1: one echo call, corral against bare wasmtime, idle and with the other core busy.
 fn echo_call(plugins: &Path) -> Result<()> {
     let dir = tempfile::tempdir()?;
     std::fs::copy(
         plugins.join("misbehave.wasm"),
         dir.path().join("misbehave.wasm"),
     )?;
+    let rt = tokio::runtime::Builder::new_multi_thread()
+        .enable_all()
+        .build()?;
     let runtime = Runtime::new().map_err(|e| anyhow::anyhow!("{e}"))?;
-    let set = load_dirs(
+    let set = rt.block_on(load_dirs(
         &runtime,
         &[dir.path().to_path_buf()],
         None,
         &[],
         Arc::new(|_, _, _| {}),
-    );
+    ));
     let plugin = set
         .plugins
         .first()
         .context("misbehave did not load")?
         .clone();
-    let tools = PluginTool::for_plugin(&plugin, Grants::default(), Limits::default());
+    let tools = PluginTool::for_plugin(&plugin, Grants::default(), Limits::default(), None);
     let echo = tools
         .iter()
         .find(|t| t.spec().name == "echo")
@@ -130,13 +134,14 @@ fn echo_call(plugins: &Path) -> Result<()> {
     let input = json!({"text": "hello", "n": 42});
     let input_text = input.to_string();
 
-    // The floor: the same component, engine settings and WASI imports, bare.
+    // The floor: the same component, engine settings and WASI imports (async, as corral's),
+    // bare; its clock stops after the store is dropped, as corral's does.
     let bytes = std::fs::read(plugins.join("misbehave.wasm"))?;
     let component = wasmtime::component::Component::new(&runtime.engine, &bytes)
         .map_err(|e| anyhow::anyhow!("{e}"))?;
     let mut linker = wasmtime::component::Linker::<FloorState>::new(&runtime.engine);
-    wasmtime_wasi::p2::add_to_linker_sync(&mut linker).map_err(|e| anyhow::anyhow!("{e}"))?;
-    wasmtime_wasi_http::p2::add_only_http_to_linker_sync(&mut linker)
+    wasmtime_wasi::p2::add_to_linker_async(&mut linker).map_err(|e| anyhow::anyhow!("{e}"))?;
+    wasmtime_wasi_http::p2::add_only_http_to_linker_async(&mut linker)
         .map_err(|e| anyhow::anyhow!("{e}"))?;
     floor::Plugin::add_to_linker::<_, wasmtime::component::HasSelf<_>>(&mut linker, |s| s)
         .map_err(|e| anyhow::anyhow!("{e}"))?;
@@ -147,40 +152,35 @@ fn echo_call(plugins: &Path) -> Result<()> {
     )
     .map_err(|e| anyhow::anyhow!("{e}"))?;
     let floor_call = || -> Result<Duration> {
-        let started = Instant::now();
-        let mut store = wasmtime::Store::new(
-            &runtime.engine,
-            FloorState {
-                wasi: wasmtime_wasi::WasiCtx::builder().build(),
-                table: wasmtime::component::ResourceTable::new(),
-                http: wasmtime_wasi_http::WasiHttpCtx::new(),
-                hooks: NoHooks,
-            },
-        );
-        store.set_epoch_deadline(1_000_000);
-        let instance = pre
-            .instantiate(&mut store)
-            .map_err(|e| anyhow::anyhow!("{e}"))?;
-        let out = instance
-            .corral_plugin_tools()
-            .call_call(&mut store, "echo", &input_text)
-            .map_err(|e| anyhow::anyhow!("{e}"))?;
-        let elapsed = started.elapsed();
-        if out.is_err() {
-            bail!("floor echo failed");
-        }
-        Ok(elapsed)
+        rt.block_on(async {
+            let started = Instant::now();
+            let mut store = wasmtime::Store::new(
+                &runtime.engine,
+                FloorState {
+                    wasi: wasmtime_wasi::WasiCtx::builder().build(),
+                    table: wasmtime::component::ResourceTable::new(),
+                    http: wasmtime_wasi_http::WasiHttpCtx::new(),
+                    hooks: NoHooks,
+                },
+            );
+            store.set_epoch_deadline(1_000_000);
+            let instance = pre
+                .instantiate_async(&mut store)
+                .await
+                .map_err(|e| anyhow::anyhow!("{e}"))?;
+            let out = instance
+                .corral_plugin_tools()
+                .call_call(&mut store, "echo", &input_text)
+                .await
+                .map_err(|e| anyhow::anyhow!("{e}"))?;
+            drop(store);
+            let elapsed = started.elapsed();
+            if out.is_err() {
+                bail!("floor echo failed");
+            }
+            Ok(elapsed)
+        })
     };
-    let blocking_call = || -> Result<Duration> {
-        let started = Instant::now();
-        let out = plugin.call_blocking("echo", &input_text, &Grants::default(), Limits::default());
-        let elapsed = started.elapsed();
-        out.map_err(|e| anyhow::anyhow!("{e}"))?;
-        Ok(elapsed)
-    };
-    let rt = tokio::runtime::Builder::new_multi_thread()
-        .enable_all()
-        .build()?;
     let tool_call = || -> Result<Duration> {
         rt.block_on(async {
             let started = Instant::now();
@@ -190,40 +190,52 @@ fn echo_call(plugins: &Path) -> Result<()> {
             Ok(elapsed)
         })
     };
-    let (mut f, mut b, mut t) = (Vec::new(), Vec::new(), Vec::new());
-    for i in 0..(WARMUP + CALLS) {
-        // Interleave the three so machine noise hits them alike.
-        let (x, y, z) = (floor_call()?, blocking_call()?, tool_call()?);
-        if i >= WARMUP {
-            f.push(x);
-            b.push(y);
-            t.push(z);
+    for loaded in [false, true] {
+        let stop = Arc::new(std::sync::atomic::AtomicBool::new(false));
+        let spinner = loaded.then(|| {
+            let stop = stop.clone();
+            std::thread::spawn(move || {
+                let mut x = 0u64;
+                while !stop.load(std::sync::atomic::Ordering::Relaxed) {
+                    x = std::hint::black_box(x.wrapping_add(1));
+                }
+            })
+        });
+        let (mut f, mut t) = (Vec::new(), Vec::new());
+        for i in 0..(WARMUP + CALLS) {
+            // Interleave the two so machine noise hits them alike.
+            let (x, z) = (floor_call()?, tool_call()?);
+            if i >= WARMUP {
+                f.push(x);
+                t.push(z);
+            }
         }
+        stop.store(true, std::sync::atomic::Ordering::Relaxed);
+        if let Some(spinner) = spinner {
+            let _ = spinner.join();
+        }
+        let (fm, f10, f90) = stats(f);
+        let (tm, t10, t90) = stats(t);
+        let when = if loaded {
+            "one core busy"
+        } else {
+            "machine otherwise idle"
+        };
+        println!("echo call, {when} ({CALLS} calls each, interleaved; median [p10, p90])");
+        println!(
+            "  floor: bare wasmtime instantiate_async + call_async + drop   {} [{}, {}]",
+            us(fm),
+            us(f10),
+            us(f90)
+        );
+        println!(
+            "  corral: PluginTool::call (agent's path)                       {} [{}, {}]  ratio {:.2}",
+            us(tm),
+            us(t10),
+            us(t90),
+            tm.as_secs_f64() / fm.as_secs_f64()
+        );
     }
-    let (fm, f10, f90) = stats(f);
-    let (bm, b10, b90) = stats(b);
-    let (tm, t10, t90) = stats(t);
-    println!("echo call ({CALLS} calls each, interleaved; median [p10, p90])");
-    println!(
-        "  floor: bare wasmtime instantiate + call   {} [{}, {}]",
-        us(fm),
-        us(f10),
-        us(f90)
-    );
-    println!(
-        "  corral: LoadedPlugin::call_blocking       {} [{}, {}]  ratio {:.2}",
-        us(bm),
-        us(b10),
-        us(b90),
-        bm.as_secs_f64() / fm.as_secs_f64()
-    );
-    println!(
-        "  corral: PluginTool::call (agent's path)   {} [{}, {}]  ratio {:.2}",
-        us(tm),
-        us(t10),
-        us(t90),
-        tm.as_secs_f64() / fm.as_secs_f64()
-    );
     Ok(())
 }
 
@@ -263,15 +275,18 @@ fn startup(plugins: &Path) -> Result<()> {
     }
     let cache = tempfile::tempdir()?;
     let runtime = Runtime::new().map_err(|e| anyhow::anyhow!("{e}"))?;
+    let rt = tokio::runtime::Builder::new_multi_thread()
+        .enable_all()
+        .build()?;
     let load = || {
         let started = Instant::now();
-        let set = load_dirs(
+        let set = rt.block_on(load_dirs(
             &runtime,
             std::slice::from_ref(&dir),
             Some(cache.path()),
             &[],
             Arc::new(|_, _, _| {}),
-        );
+        ));
         (
             started.elapsed(),
             set.plugins.len() + set.errors.len(),

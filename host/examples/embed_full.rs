@@ -73,14 +73,14 @@ fn provider() -> Result<Arc<dyn Provider>, corral::llm::LlmError> {
 
 /// The tools of the workspace's plugins (`.corral/plugins/*.wasm`), each with the rights its
 /// `corral.toml` grants: what the plugin asked for *and* the workspace granted.
-fn plugin_tools(
+async fn plugin_tools(
     workspace: &Workspace,
     policy: &Policy,
 ) -> Result<Vec<Arc<dyn Tool>>, Box<dyn std::error::Error>> {
     let runtime = Runtime::new()?;
     let log: plugins::LogSink =
         Arc::new(|plugin, level, message| eprintln!("[{plugin} {level:?}] {message}"));
-    let found = WorkspacePlugins::load(&runtime, workspace, policy, &[], log);
+    let found = WorkspacePlugins::load(&runtime, workspace, policy, &[], log).await;
     for error in &found.errors {
         eprintln!("{error}");
     }
@@ -122,7 +122,7 @@ async fn main() -> Result<(), Box<dyn std::error::Error>> {
         .config(config)
         .provider(provider()?)
         .tool(Arc::new(TakeNote::new(notes.clone())));
-    for tool in plugin_tools(&workspace, &policy)? {
+    for tool in plugin_tools(&workspace, &policy).await? {
         builder = builder.tool(tool);
     }
     let mut agent = builder

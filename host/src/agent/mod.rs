@@ -2,10 +2,12 @@
 //! ends its turn.
 //!
 //! The loop is single-threaded: one task owns the history. The independent tool calls of one
-//! answer run concurrently within that task, and their results go back in the order the model
-//! asked for them.
+//! answer run concurrently within that task, calls on the same resource (one file) one after
+//! another in the model's order ([`dispatch`]), and their results go back in the order the
+//! model asked for them.
 
 mod builder;
+mod dispatch;
 mod error;
 mod events;
 pub mod history;
@@ -14,8 +16,6 @@ mod session;
 
 use std::sync::Arc;
 use std::time::{Duration, Instant};
-
-use futures_util::future::join_all;
 
 pub use builder::AgentBuilder;
 pub use error::AgentError;
@@ -259,7 +259,9 @@ impl Agent {
         .await?)
     }
 
-    /// Runs every tool call of the last answer at once; returns their results in order.
+    /// Runs the tool calls of the last answer, at once except calls with the same resource key,
+    /// which run one after another in order ([`dispatch::run_ordered`]); returns their
+    /// results in the order of the calls.
     async fn run_tools(&self) -> Vec<ContentBlock> {
         let Some(last) = self
             .history
@@ -269,13 +271,14 @@ impl Agent {
             return Vec::new();
         };
         let calls = last.tool_uses().map(|call| {
+            let key = self.tools.resource_key(call.name, call.input);
             let (id, name, input) = (
                 call.id.to_string(),
                 call.name.to_string(),
                 call.input.clone(),
             );
             let events = self.events.clone();
-            async move {
+            let run = async move {
                 events(&Event::ToolCallStarted {
                     id: id.clone(),
                     name: name.clone(),
@@ -299,8 +302,9 @@ impl Agent {
                     content,
                     is_error,
                 }
-            }
+            };
+            (key, run)
         });
-        join_all(calls).await
+        dispatch::run_ordered(calls.collect()).await
     }
 }

@@ -33,7 +33,9 @@ pub async fn chat(args: AgentArgs) -> anyhow::Result<ExitCode> {
         &args.plugin_dirs,
         &display,
         interactive,
-    ) {
+    )
+    .await
+    {
         builder = builder.tool(tool);
     }
     let built = builder

@@ -37,8 +37,8 @@ pub async fn run(cli: Cli) -> anyhow::Result<ExitCode> {
     match cli.command {
         Command::Run(args) => run::run(args).await,
         Command::Chat(args) => chat::chat(args).await,
-        Command::Plugins(args) => plugins::list(args),
-        Command::Policy(args) => policy::policy(args),
+        Command::Plugins(args) => plugins::list(args).await,
+        Command::Policy(args) => policy::policy(args).await,
         Command::Trust(args) => Ok(trust::trust(args)),
         Command::Plugin(args) => match args.command {
             args::PluginCommand::New { name, dir, sdk } => {

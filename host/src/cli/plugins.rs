@@ -14,7 +14,7 @@ use super::args::PluginsArgs;
 use super::render::Display;
 
 /// The plugins of the workspace under its policy; plugin log lines go to `display`.
-pub fn load(
+pub async fn load(
     workspace: &Workspace,
     policy: &Policy,
     extra: &[PathBuf],
@@ -35,21 +35,21 @@ pub fn load(
             message: message.to_string(),
         })
     });
-    WorkspacePlugins::load(&runtime, workspace, policy, extra, log)
+    WorkspacePlugins::load(&runtime, workspace, policy, extra, log).await
 }
 
 /// The tools of every plugin that loads, each with what the workspace grants it; a line on
 /// stderr for each plugin that does not load. A plugin whose grants are withheld (its
 /// component is not the approved one) is named on stderr too, or, with `ask_user`, the user is
 /// asked whether to approve it.
-pub fn tools(
+pub async fn tools(
     workspace: &Workspace,
     policy: &mut Policy,
     extra: &[PathBuf],
     display: &Display,
     ask_user: bool,
 ) -> Vec<Arc<dyn Tool>> {
-    let found = load(workspace, policy, extra, display);
+    let found = load(workspace, policy, extra, display).await;
     for error in &found.errors {
         eprintln!("corral: {error}");
     }
@@ -62,12 +62,12 @@ pub fn tools(
 }
 
 /// `corral plugins`.
-pub fn list(args: PluginsArgs) -> anyhow::Result<ExitCode> {
+pub async fn list(args: PluginsArgs) -> anyhow::Result<ExitCode> {
     let (workspace, policy) = match super::trust::open(&args.workspace, false) {
         Ok(opened) => opened,
         Err(code) => return Ok(code),
     };
-    let set = load(&workspace, &policy, &args.plugin_dirs, &Display::plain());
+    let set = load(&workspace, &policy, &args.plugin_dirs, &Display::plain()).await;
     let disabled = &set.disabled;
     if args.json {
         let plugins: Vec<_> = set

@@ -11,12 +11,12 @@ use super::plugins::load;
 use super::render::Display;
 use super::trust::{granted_summary, open, record_approvals};
 
-pub fn policy(args: PolicyArgs) -> anyhow::Result<ExitCode> {
+pub async fn policy(args: PolicyArgs) -> anyhow::Result<ExitCode> {
     let (workspace, mut policy) = match open(&args.workspace, false) {
         Ok(opened) => opened,
         Err(code) => return Ok(code),
     };
-    let set = load(&workspace, &policy, &args.plugin_dirs, &Display::plain());
+    let set = load(&workspace, &policy, &args.plugin_dirs, &Display::plain()).await;
     let rights: Vec<_> = set
         .plugins
         .iter()

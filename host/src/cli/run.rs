@@ -22,7 +22,7 @@ pub async fn run(args: RunArgs) -> anyhow::Result<ExitCode> {
     config.wait_timeout = std::time::Duration::from_secs(args.wait_timeout);
     let mut builder = Agent::builder(workspace.root());
     let plugin_dirs = &args.agent.plugin_dirs;
-    for tool in super::plugins::tools(&workspace, &mut policy, plugin_dirs, &display, false) {
+    for tool in super::plugins::tools(&workspace, &mut policy, plugin_dirs, &display, false).await {
         builder = builder.tool(tool);
     }
     let built = builder

@@ -4,6 +4,7 @@
 wasmtime::component::bindgen!({
     path: "../wit",
     world: "plugin",
+    exports: { default: async },
 });
 
 pub use self::corral::plugin::types::{Manifest, ToolError};

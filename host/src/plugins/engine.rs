@@ -7,7 +7,10 @@ use std::time::Duration;
 use wasmtime::component::{HasSelf, Linker};
 use wasmtime::{Config, Engine, InstanceAllocationStrategy, PoolingAllocationConfig};
 
+use tokio::sync::Semaphore;
+
 use super::bindings::Plugin;
+use super::fs_guard::GuardedFilesystem;
 use super::state::CallState;
 
 /// How often the epoch advances: the granularity of call deadlines.
@@ -17,11 +20,25 @@ pub const MAX_MEMORY: usize = 1024 * 1024 * 1024;
 /// Wasm stack per call.
 pub const MAX_WASM_STACK: usize = 512 * 1024;
 
-/// The engine, its linker, and the ticker that drives deadlines.
+/// Plugin calls in flight at once, by default (`[plugins] max_concurrent` in corral.toml):
+/// each holds up to its memory limit and a pool slot, so the pool never runs dry.
+pub const DEFAULT_MAX_CONCURRENT: usize = 8;
+
+/// The engine, its linker, the ticker that drives deadlines, and the call slots.
 #[derive(Clone)]
 pub struct Runtime {
     pub engine: Engine,
     pub linker: Arc<Linker<CallState>>,
+    /// One permit per call in flight.
+    pub(super) calls: Arc<Semaphore>,
+    max_concurrent: usize,
+}
+
+impl Runtime {
+    /// How many calls may be in flight at once.
+    pub fn max_concurrent(&self) -> usize {
+        self.max_concurrent
+    }
 }
 
 impl std::fmt::Debug for Runtime {
@@ -32,9 +49,15 @@ impl std::fmt::Debug for Runtime {
 
 impl Runtime {
     /// Builds the engine (epoch interruption on, the pooling allocator when the machine allows
-    /// it), starts the epoch ticker on a std thread, and links WASI, wasi:http and corral's
-    /// host interface.
+    /// it), starts the epoch ticker on a std thread, and links WASI (async, the filesystem
+    /// behind corral's guard), wasi:http and corral's host interface. At most
+    /// [`DEFAULT_MAX_CONCURRENT`] calls run at once.
     pub fn new() -> wasmtime::Result<Self> {
+        Self::with_max_concurrent(DEFAULT_MAX_CONCURRENT)
+    }
+
+    /// Like [`Runtime::new`], with at most `max_concurrent` calls in flight (at least 1).
+    pub fn with_max_concurrent(max_concurrent: usize) -> wasmtime::Result<Self> {
         let engine = match Engine::new(&config(true)) {
             Ok(engine) => engine,
             Err(error) => {
@@ -54,12 +77,22 @@ impl Runtime {
             })
             .map_err(|e| wasmtime::Error::from_anyhow(e.into()))?;
         let mut linker = Linker::<CallState>::new(&engine);
-        wasmtime_wasi::p2::add_to_linker_sync(&mut linker)?;
-        wasmtime_wasi_http::p2::add_only_http_to_linker_sync(&mut linker)?;
+        wasmtime_wasi::p2::add_to_linker_async(&mut linker)?;
+        // `wasi:filesystem/types` again, over wasmtime-wasi's: the same functions behind
+        // corral's guard (protected entries, the symlink rule).
+        linker.allow_shadowing(true);
+        wasmtime_wasi::p2::bindings::filesystem::types::add_to_linker::<CallState, GuardedFilesystem>(
+            &mut linker,
+            CallState::guarded_fs,
+        )?;
+        linker.allow_shadowing(false);
+        wasmtime_wasi_http::p2::add_only_http_to_linker_async(&mut linker)?;
         Plugin::add_to_linker::<_, HasSelf<_>>(&mut linker, |state| state)?;
         Ok(Self {
             engine,
             linker: Arc::new(linker),
+            calls: Arc::new(Semaphore::new(max_concurrent.max(1))),
+            max_concurrent: max_concurrent.max(1),
         })
     }
 }

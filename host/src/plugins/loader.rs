@@ -1,18 +1,30 @@
 //! Finding plugins at startup: every `*.wasm` in the plugin folders, compiled (or taken from the
-//! cache), checked, and described. A plugin that fails to load is reported and skipped; the
-//! others load. Plugins that share a name are all skipped: grants follow a plugin's name, so
-//! a second component calling itself `grep` must never get (or take) `grep`'s grants.
+//! cache), checked, and described, all files at once. A plugin that fails to load is reported
+//! and skipped; the others load. Plugins that share a name are all skipped: grants follow a
+//! plugin's name, so a second component calling itself `grep` must never get (or take)
+//! `grep`'s grants.
+//!
+//! A plugin's manifest is read once, with no grants and a deadline
+//! ([`super::plugin::MANIFEST_DEADLINE`]), and cached beside the compiled component under the
+//! same key: a warm start instantiates nothing.
 
 use std::collections::{BTreeMap, HashSet};
 use std::path::{Path, PathBuf};
 
+use futures_util::future::join_all;
 use serde::Serialize;
 
 use super::bindings::PluginPre;
 use super::cache::{self, Source};
 use super::engine::Runtime;
-use super::plugin::LoadedPlugin;
+use super::plugin::{LoadedPlugin, Manifest};
 use super::state::LogSink;
+
+/// Bytes of one description (the plugin's, or a tool's) or one input schema a manifest may
+/// carry; a manifest with a longer one is refused (each is sent to the model on every turn).
+pub const MAX_MANIFEST_TEXT: usize = 64 * 1024;
+/// Tools one plugin may offer.
+pub const MAX_TOOLS: usize = 64;
 
 /// A plugin file that could not be loaded, and why.
 #[derive(Debug, Clone, PartialEq, Eq, Serialize)]
@@ -27,7 +39,12 @@ pub struct LoadError {
 impl std::fmt::Display for LoadError {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
         if self.also.is_empty() {
-            return write!(f, "plugin {} skipped: {}", self.file.display(), self.cause);
+            return write!(
+                f,
+                "plugin {} skipped: {}",
+                self.file.display(),
+                super::output::sanitize(&self.cause)
+            );
         }
         let mut files: Vec<String> = std::iter::once(&self.file)
             .chain(&self.also)
@@ -38,7 +55,7 @@ impl std::fmt::Display for LoadError {
             f,
             "plugins {} and {last} skipped: {}",
             files.join(", "),
-            self.cause
+            super::output::sanitize(&self.cause)
         )
     }
 }
@@ -85,10 +102,10 @@ fn wasm_files(dirs: &[PathBuf]) -> Vec<PathBuf> {
     files
 }
 
-/// Loads every plugin of `dirs`. Plugins whose manifests give one name are all skipped, with one
-/// error naming every file. Names of `taken` tools (the built-ins) and of earlier plugins
-/// cannot be taken again: such a plugin is skipped with an error.
-pub fn load_dirs(
+/// Loads every plugin of `dirs`, all at once. Plugins whose manifests give one name are all
+/// skipped, with one error naming every file. Names of `taken` tools (the built-ins) and of
+/// earlier plugins cannot be taken again: such a plugin is skipped with an error.
+pub async fn load_dirs(
     runtime: &Runtime,
     dirs: &[PathBuf],
     cache_dir: Option<&Path>,
@@ -96,9 +113,14 @@ pub fn load_dirs(
     log: LogSink,
 ) -> PluginSet {
     let mut set = PluginSet::default();
+    let files = wasm_files(dirs);
+    let loads = files
+        .iter()
+        .map(|file| load_one(runtime, file, cache_dir, log.clone()));
+    let results = join_all(loads).await;
     let mut loaded = Vec::new();
-    for file in wasm_files(dirs) {
-        match load_one(runtime, &file, cache_dir, log.clone()) {
+    for (file, result) in files.into_iter().zip(results) {
+        match result {
             Ok(plugin) => loaded.push(plugin),
             Err(cause) => set.errors.push(LoadError {
                 file,
@@ -175,21 +197,32 @@ fn read_capped(file: &Path) -> Result<Vec<u8>, String> {
     Ok(bytes)
 }
 
-fn load_one(
+async fn load_one(
     runtime: &Runtime,
     file: &Path,
     cache_dir: Option<&Path>,
     log: LogSink,
 ) -> Result<LoadedPlugin, String> {
-    // The bytes read once: hashed for approval and compiled, so the approved component is the
-    // one that runs.
-    let bytes = read_capped(file)?;
-    let sha256 = crate::policy::sha256_hex(&bytes);
-    let (component, source) = cache::load(&runtime.engine, &bytes, cache_dir)
-        .map_err(|e| format!("not a valid WebAssembly component: {}", first_line(&e)))?;
+    let (path, engine, cache) = (
+        file.to_path_buf(),
+        runtime.engine.clone(),
+        cache_dir.map(Path::to_path_buf),
+    );
+    // Reading, hashing and (when not cached) compiling are CPU and disk work: off the executor.
+    // The bytes are read once: hashed for approval and compiled, so the approved component is
+    // the one that runs.
+    let (compiled, sha256) = tokio::task::spawn_blocking(move || {
+        let bytes = read_capped(&path)?;
+        let sha256 = crate::policy::sha256_hex(&bytes);
+        cache::load(&engine, &bytes, cache.as_deref())
+            .map(|compiled| (compiled, sha256))
+            .map_err(|e| format!("not a valid WebAssembly component: {}", first_line(&e)))
+    })
+    .await
+    .map_err(|e| format!("its loading thread failed: {e}"))??;
     let instance_pre = runtime
         .linker
-        .instantiate_pre(&component)
+        .instantiate_pre(&compiled.component)
         .map_err(|e| format!("its imports cannot be satisfied: {}", first_line(&e)))?;
     let pre = PluginPre::new(instance_pre).map_err(|e| {
         format!(
@@ -197,21 +230,34 @@ fn load_one(
             first_line(&e)
         )
     })?;
-    let plugin = LoadedPlugin::new(
+    let manifest = match compiled.manifest() {
+        Some(cached) => cached?,
+        None => match LoadedPlugin::read_manifest(&pre, runtime, &log).await {
+            Ok(manifest) => {
+                compiled.keep_manifest(Ok(&manifest));
+                manifest
+            }
+            Err(error) => {
+                if error.lasting {
+                    compiled.keep_manifest(Err(&error.cause));
+                }
+                return Err(error.cause);
+            }
+        },
+    };
+    check_manifest(&manifest)?;
+    Ok(LoadedPlugin::new(
         pre,
         runtime.clone(),
         file.to_path_buf(),
-        source,
+        compiled.source,
         sha256,
         log,
-    )
-    .map_err(|e| format!("its manifest could not be read: {}", first_line(&e)))?;
-    check_manifest(&plugin)?;
-    Ok(plugin)
+        manifest,
+    ))
 }
 
-fn check_manifest(plugin: &LoadedPlugin) -> Result<(), String> {
-    let m = &plugin.manifest;
+fn check_manifest(m: &Manifest) -> Result<(), String> {
     let valid = |n: &str| {
         !n.is_empty()
             && n.len() <= 64
@@ -221,7 +267,24 @@ fn check_manifest(plugin: &LoadedPlugin) -> Result<(), String> {
     if !valid(&m.name) {
         return Err(format!(
             "its name {:?} is not [a-zA-Z0-9_-]{{1,64}}",
-            m.name
+            m.name.chars().take(80).collect::<String>()
+        ));
+    }
+    let too_long = |what: &str, text: &str| {
+        (text.len() > MAX_MANIFEST_TEXT).then(|| {
+            format!(
+                "{what} is {} bytes, over the {MAX_MANIFEST_TEXT}-byte limit",
+                text.len()
+            )
+        })
+    };
+    if let Some(e) = too_long("its description", &m.description) {
+        return Err(e);
+    }
+    if m.tools.len() > MAX_TOOLS {
+        return Err(format!(
+            "it offers {} tools, over the limit of {MAX_TOOLS}",
+            m.tools.len()
         ));
     }
     let mut seen = HashSet::new();
@@ -229,11 +292,16 @@ fn check_manifest(plugin: &LoadedPlugin) -> Result<(), String> {
         if !valid(&tool.name) {
             return Err(format!(
                 "its tool name {:?} is not [a-zA-Z0-9_-]{{1,64}}",
-                tool.name
+                tool.name.chars().take(80).collect::<String>()
             ));
         }
         if !seen.insert(&tool.name) {
             return Err(format!("it declares the tool `{}` twice", tool.name));
+        }
+        if let Some(e) = too_long(&format!("the description of `{}`", tool.name), &tool.description)
+            .or_else(|| too_long(&format!("the schema of `{}`", tool.name), &tool.input_schema))
+        {
+            return Err(e);
         }
         let schema: serde_json::Value = serde_json::from_str(&tool.input_schema)
             .map_err(|e| format!("the schema of `{}` is not JSON: {e}", tool.name))?;

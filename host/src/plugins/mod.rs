@@ -11,6 +11,7 @@
 mod bindings;
 mod cache;
 mod engine;
+mod fs_guard;
 mod loader;
 mod output;
 mod plugin;
@@ -19,11 +20,14 @@ mod tool;
 mod workspace;
 
 pub use cache::{Source, default_cache_dir};
-pub use engine::Runtime;
-pub use loader::{LoadError, PluginSet, load_dirs};
-pub use plugin::{CallError, LoadedPlugin, Manifest, ToolInfo};
+pub use engine::{DEFAULT_MAX_CONCURRENT, Runtime};
+pub use loader::{LoadError, MAX_MANIFEST_TEXT, MAX_TOOLS, PluginSet, load_dirs};
+pub use output::sanitize;
+pub use plugin::{CallError, CallOutput, LoadedPlugin, MANIFEST_DEADLINE, Manifest, ToolInfo};
+pub use state::LOG_BYTES_PER_CALL;
+pub use tool::RESULT_BYTES_TO_MODEL;
 // The policy types a plugin call takes, for callers that build them directly.
-pub use crate::policy::{Capabilities, DirGrant, GUEST_ROOT, Grants, Limits};
+pub use crate::policy::{Capabilities, DirGrant, Files, GUEST_ROOT, Grants, Limits};
 pub use state::{LogLevel, LogSink};
 pub use tool::PluginTool;
 pub use workspace::{WorkspacePlugins, plugin_dirs};

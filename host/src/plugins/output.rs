@@ -7,6 +7,18 @@ use std::task::{Context, Poll};
 
 use wasmtime_wasi::cli::{IsTerminal, StdoutStream};
 
+/// `text` with the characters that drive a terminal removed: C0 controls but newline and tab,
+/// DEL, and C1 controls (ESC, CSI and OSC sequences such as OSC 52, which writes the
+/// clipboard, and window titles). Every plugin-supplied string goes through it before corral
+/// prints it or keeps it for display.
+pub fn sanitize(text: &str) -> String {
+    text.chars()
+        .filter(|&c| {
+            c == '\n' || c == '\t' || !(c.is_control() || ('\u{80}'..='\u{9f}').contains(&c))
+        })
+        .collect()
+}
+
 /// A capped in-memory sink for one stream of one call.
 #[derive(Debug, Clone)]
 pub struct CapturedOutput {
@@ -76,5 +88,14 @@ impl tokio::io::AsyncWrite for CapturedOutput {
 
     fn poll_shutdown(self: Pin<&mut Self>, _cx: &mut Context<'_>) -> Poll<std::io::Result<()>> {
         Poll::Ready(Ok(()))
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    #[test]
+    fn terminal_sequences_are_removed() {
+        let osc52 = "before\u{1b}]52;c;ZXZpbA==\u{7}after\u{9b}2J\ttab\nline\r";
+        assert_eq!(super::sanitize(osc52), "before]52;c;ZXZpbA==after2J\ttab\nline");
     }
 }

@@ -1,5 +1,5 @@
-//! The store state of one plugin call: WASI, wasi:http with the network choke point, memory
-//! limits, and the log import.
+//! The store state of one plugin call: WASI (its filesystem behind corral's guard), wasi:http
+//! with the network choke point, memory limits, and the log import with its byte budget.
 
 use std::sync::Arc;
 
@@ -9,6 +9,8 @@ use wasmtime_wasi::{WasiCtx, WasiCtxView, WasiView};
 use wasmtime_wasi_http::{WasiHttpCtx, WasiHttpCtxView, WasiHttpHooks, WasiHttpView};
 
 use super::bindings::corral::plugin::{host, types};
+use super::fs_guard::{FsGuardState, GuardedFs};
+use super::output::sanitize;
 use crate::policy::Grants;
 
 /// Where plugin log lines go: (plugin name, level, message).
@@ -25,18 +27,44 @@ pub enum LogLevel {
     Error,
 }
 
-/// Log lines one call may write before the rest are dropped.
-const LOG_BUDGET: usize = 1000;
+/// Bytes of `host.log` messages one call may write; past it, messages are dropped and counted,
+/// and the call's result says how many bytes were dropped.
+pub const LOG_BYTES_PER_CALL: usize = 256 * 1024;
 
 pub struct CallState {
     pub wasi: WasiCtx,
     pub table: ResourceTable,
     pub http: WasiHttpCtx,
     pub hooks: NetworkGate,
+    pub fs: FsGuardState,
     pub limits: StoreLimits,
     pub plugin: String,
     pub log: LogSink,
-    pub logged: usize,
+    pub logged_bytes: usize,
+    pub dropped_bytes: u64,
+}
+
+impl CallState {
+    /// The filesystem view the guarded `wasi:filesystem/types` bindings run on.
+    pub fn guarded_fs(&mut self) -> GuardedFs<'_> {
+        GuardedFs {
+            inner: wasmtime_wasi::filesystem::WasiFilesystemCtxView {
+                ctx: self.wasi.filesystem(),
+                table: &mut self.table,
+            },
+            state: &mut self.fs,
+        }
+    }
+
+    /// The note of log bytes dropped by the budget, if any.
+    pub fn log_dropped(&self) -> Option<String> {
+        (self.dropped_bytes > 0).then(|| {
+            format!(
+                "{} bytes of log dropped (the budget is {LOG_BYTES_PER_CALL} bytes per call)",
+                self.dropped_bytes
+            )
+        })
+    }
 }
 
 /// The network choke point: every outgoing HTTP request of a plugin passes here. The
@@ -109,10 +137,12 @@ impl types::Host for CallState {}
 
 impl host::Host for CallState {
     fn log(&mut self, level: types::Level, message: String) {
-        if self.logged >= LOG_BUDGET {
+        if self.logged_bytes.saturating_add(message.len()) > LOG_BYTES_PER_CALL {
+            self.dropped_bytes = self.dropped_bytes.saturating_add(message.len() as u64);
             return;
         }
-        self.logged += 1;
+        self.logged_bytes += message.len();
+        let message = sanitize(&message);
         let level = match level {
             types::Level::Trace => LogLevel::Trace,
             types::Level::Debug => LogLevel::Debug,

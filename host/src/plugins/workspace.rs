@@ -40,7 +40,7 @@ pub fn plugin_dirs(workspace: &Workspace, policy: &Policy, extra: &[PathBuf]) ->
 impl WorkspacePlugins {
     /// Loads the plugins of `workspace` (its folders and `extra`), using the compile cache.
     /// Tool names of the built-ins cannot be taken.
-    pub fn load(
+    pub async fn load(
         runtime: &Runtime,
         workspace: &Workspace,
         policy: &Policy,
@@ -55,7 +55,8 @@ impl WorkspacePlugins {
             cache.as_deref(),
             &taken,
             log,
-        );
+        )
+        .await;
         let (disabled, plugins) = set
             .plugins
             .into_iter()
@@ -97,13 +98,21 @@ impl WorkspacePlugins {
             let rights = Self::rights(plugin, policy);
             if rights.approval.withholds() {
                 let none = policy::Grants::default();
-                tools.extend(PluginTool::for_plugin(plugin, none, plugin_policy.limits));
+                tools.extend(PluginTool::for_plugin(
+                    plugin,
+                    none,
+                    plugin_policy.limits,
+                    Some(workspace),
+                ));
                 continue;
             }
             match policy::grants(workspace, &rights) {
-                Ok(grants) => {
-                    tools.extend(PluginTool::for_plugin(plugin, grants, plugin_policy.limits))
-                }
+                Ok(grants) => tools.extend(PluginTool::for_plugin(
+                    plugin,
+                    grants,
+                    plugin_policy.limits,
+                    Some(workspace),
+                )),
                 Err(error) => problems.push(format!(
                     "plugin {} skipped: its grants could not be prepared: {error}",
                     plugin.manifest.name

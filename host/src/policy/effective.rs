@@ -4,15 +4,16 @@
 //! text: what `corral plugins` and `corral policy show` print is their `Display`.
 
 use std::fmt;
+use std::os::fd::AsFd;
 use std::path::{Path, PathBuf};
 
 use serde::Serialize;
 
 use super::approval::Approval;
-use super::grants::{Capabilities, DirGrant, Grants};
+use super::grants::{Capabilities, DirGrant, Files, Grants};
 use super::patterns::{self, EnvName, HostPattern, PathGrant};
 use super::settings::PluginPolicy;
-use crate::workspace::Workspace;
+use crate::workspace::{PROTECTED, Workspace};
 
 /// Files copied into one view at most.
 const MAX_VIEW_FILES: usize = 100_000;
@@ -232,17 +233,14 @@ fn request(kind: Kind, asked: &str, granted: Vec<String>, invalid: Option<String
 }
 
 /// Turns effective rights into the runtime's [`Grants`]: folder grants become preopens under
-/// `/workspace` (read-write where writing is granted); file and glob grants are gathered into
-/// a read-only view folder (`.corral/views/<plugin>`, hard links of the matching files, made
-/// anew at each start) mounted at `/workspace`. Symlinks are never put in a view.
+/// `/workspace` (read-write where writing is granted), each opened once, beneath the
+/// workspace's handle; file and glob grants are gathered into a read-only view folder
+/// (`.corral/views/<plugin>`, hard links of the matching files, made anew at each start through
+/// the `.corral` handle) mounted at `/workspace`. Symlinks, `corral.toml` and `.corral/` are
+/// never put in a view, and a folder grant that lies in `.corral/` is refused.
 pub fn grants(workspace: &Workspace, rights: &Rights) -> std::io::Result<Grants> {
     let effective_read = &rights.effective.read;
     let effective_write = &rights.effective.write;
-    let mut grants = Grants {
-        network: rights.effective.network.clone(),
-        env: rights.effective.env.clone(),
-        ..Default::default()
-    };
     let mut folders: Vec<(String, bool)> = Vec::new();
     for grant in effective_write {
         folders.push((grant.base().to_string(), true));
@@ -258,82 +256,173 @@ pub fn grants(workspace: &Workspace, rights: &Rights) -> std::io::Result<Grants>
             other => files.push(other.clone()),
         }
     }
+    let mut dirs = Vec::new();
     let whole = folders.iter().any(|(f, _)| f.is_empty());
     if !files.is_empty() && !whole {
-        let view = workspace.state_dir().join("views").join(&rights.plugin);
-        build_view(workspace.root(), &view, &files, &folders)?;
-        grants.dirs.push(DirGrant {
-            host: view,
+        let view = build_view(workspace, &rights.plugin, &files, &folders)?;
+        dirs.push(DirGrant {
+            dir: view,
             relative: String::new(),
             writable: false,
         });
     }
     for (rel, writable) in folders {
-        let host = workspace.root().join(&rel);
-        if host.is_dir() {
-            grants.dirs.push(DirGrant {
-                host,
-                relative: rel,
-                writable,
-            });
+        let dir = if rel.is_empty() {
+            workspace.dir().try_clone()?
+        } else {
+            match workspace.dir().open_dir(&rel) {
+                Ok(dir) => dir,
+                Err(e) if e.kind() == std::io::ErrorKind::NotFound => continue,
+                Err(e) => return Err(e),
+            }
+        };
+        if workspace.guard().dir_in_state(dir.as_fd(), &[])? {
+            return Err(std::io::Error::new(
+                std::io::ErrorKind::PermissionDenied,
+                format!("the grant `{rel}` lies in `.corral/`, which no plugin may reach"),
+            ));
         }
+        dirs.push(DirGrant {
+            dir,
+            relative: rel,
+            writable,
+        });
     }
-    Ok(grants)
+    let prepared = Files::prepare(&dirs, workspace.guard().clone())
+        .map_err(|e| std::io::Error::other(format!("{e:#}")))?;
+    Ok(Grants {
+        files: prepared,
+        network: rights.effective.network.clone(),
+        env: rights.effective.env.clone(),
+    })
 }
 
-/// Fills `view` with hard links (copies where linking fails) of the workspace files matching
-/// `files`, and empty folders where folder grants will be mounted.
+/// Makes `.corral/views/<plugin>` anew and fills it with hard links of the workspace files
+/// matching `files` (a copy where linking fails), and empty folders where folder grants will
+/// be mounted. Everything goes through handles: the workspace's, `.corral`'s (never followed
+/// if it is a symlink) and the view's; the walk never follows a symlink.
 fn build_view(
-    root: &Path,
-    view: &Path,
+    workspace: &Workspace,
+    plugin: &str,
     files: &[PathGrant],
     folders: &[(String, bool)],
-) -> std::io::Result<()> {
-    if view.exists() {
-        std::fs::remove_dir_all(view)?;
+) -> std::io::Result<cap_std::fs::Dir> {
+    let state = workspace.state()?;
+    state.create_dir_all("views")?;
+    let views = state.open_dir("views")?;
+    match views.remove_dir_all(plugin) {
+        Ok(()) => {}
+        Err(e) if e.kind() == std::io::ErrorKind::NotFound => {}
+        Err(e) => return Err(e),
     }
-    std::fs::create_dir_all(view)?;
+    views.create_dir(plugin)?;
+    let view = views.open_dir(plugin)?;
     for (rel, _) in folders {
-        std::fs::create_dir_all(view.join(rel))?;
+        if !rel.is_empty() {
+            view.create_dir_all(rel)?;
+        }
     }
     let mut count = 0;
     for grant in files {
-        let start = root.join(grant.base());
-        let mut stack: Vec<PathBuf> = vec![start];
-        while let Some(path) = stack.pop() {
-            let Ok(meta) = path.symlink_metadata() else {
-                continue;
-            };
-            let Ok(rel) = path.strip_prefix(root) else {
-                continue;
-            };
-            let rel_text = rel.to_string_lossy().replace('\\', "/");
-            if meta.is_dir() {
-                if rel_text == ".corral" || rel_text.ends_with("/.git") || rel_text == ".git" {
-                    continue;
-                }
-                if let Ok(entries) = std::fs::read_dir(&path) {
-                    stack.extend(entries.filter_map(Result::ok).map(|e| e.path()));
-                }
-            } else if meta.is_file() {
-                let matches = match grant {
-                    PathGrant::File { rel } => *rel == rel_text,
-                    PathGrant::Glob { matcher, .. } => matcher.is_match(&rel_text),
-                    PathGrant::Folder { .. } => false,
-                };
-                if matches && count < MAX_VIEW_FILES {
-                    let target = view.join(rel);
-                    if let Some(parent) = target.parent() {
-                        std::fs::create_dir_all(parent)?;
+        // (folder handle, its path relative to the root)
+        let mut stack: Vec<(cap_std::fs::Dir, PathBuf)> = Vec::new();
+        let base = grant.base();
+        let start = if base.is_empty() {
+            Some(workspace.dir().try_clone()?)
+        } else {
+            match workspace.dir().symlink_metadata(base) {
+                Ok(meta) if meta.is_dir() => Some(workspace.dir().open_dir(base)?),
+                Ok(meta) if meta.is_file() => {
+                    let rel = Path::new(base);
+                    let parent = rel.parent().unwrap_or(Path::new(""));
+                    let dir = if parent.as_os_str().is_empty() {
+                        workspace.dir().try_clone()?
+                    } else {
+                        workspace.dir().open_dir(parent)?
+                    };
+                    if let Some(name) = rel.file_name() {
+                        add_to_view(workspace, &dir, name, rel, grant, &view, &mut count)?;
                     }
-                    if !target.exists() && std::fs::hard_link(&path, &target).is_err() {
-                        std::fs::copy(&path, &target)?;
+                    None
+                }
+                _ => None,
+            }
+        };
+        if let Some(start) = start {
+            stack.push((start, PathBuf::from(base)));
+        }
+        while let Some((dir, rel)) = stack.pop() {
+            for entry in dir.entries()? {
+                let entry = entry?;
+                let name = entry.file_name();
+                let child = rel.join(&name);
+                let kind = entry.file_type()?;
+                if kind.is_dir() {
+                    let text = name.to_string_lossy();
+                    if text == ".git" || (rel.as_os_str().is_empty() && PROTECTED.contains(&&*text)) {
+                        continue;
                     }
-                    count += 1;
+                    if let Ok(sub) = dir.open_dir(&name) {
+                        stack.push((sub, child));
+                    }
+                } else if kind.is_file() && count < MAX_VIEW_FILES {
+                    add_to_view(workspace, &dir, &name, &child, grant, &view, &mut count)?;
                 }
             }
         }
     }
+    Ok(view)
+}
+
+/// Links the regular file `name` of `dir` (at `rel` in the workspace) into `view` if `grant`
+/// matches it and the guard allows it.
+fn add_to_view(
+    workspace: &Workspace,
+    dir: &cap_std::fs::Dir,
+    name: &std::ffi::OsStr,
+    rel: &Path,
+    grant: &PathGrant,
+    view: &cap_std::fs::Dir,
+    count: &mut usize,
+) -> std::io::Result<()> {
+    let rel_text = rel.to_string_lossy().replace('\\', "/");
+    let matches = match grant {
+        PathGrant::File { rel } => *rel == rel_text,
+        PathGrant::Glob { matcher, .. } => matcher.is_match(&rel_text),
+        PathGrant::Folder { .. } => false,
+    };
+    if !matches || workspace.guard().entry(dir.as_fd(), name, &[])?.is_some() {
+        return Ok(());
+    }
+    let parent = rel.parent().unwrap_or(Path::new(""));
+    if !parent.as_os_str().is_empty() {
+        view.create_dir_all(parent)?;
+    }
+    if view.symlink_metadata(rel).is_ok() {
+        return Ok(());
+    }
+    // linkat without following: a file swapped for a symlink since the walk becomes a symlink
+    // in the view, which the plugin's preopen confines to the view.
+    if dir.hard_link(name, view, rel).is_err() {
+        use std::io::Write as _;
+        let source = rustix::fs::openat(
+            dir,
+            name,
+            rustix::fs::OFlags::RDONLY
+                | rustix::fs::OFlags::NOFOLLOW
+                | rustix::fs::OFlags::NONBLOCK
+                | rustix::fs::OFlags::CLOEXEC,
+            rustix::fs::Mode::empty(),
+        )?;
+        let mut source = std::fs::File::from(source);
+        if !source.metadata()?.is_file() {
+            return Ok(());
+        }
+        let mut target = view.create(rel)?;
+        std::io::copy(&mut source, &mut target)?;
+        target.flush()?;
+    }
+    *count += 1;
     Ok(())
 }
 

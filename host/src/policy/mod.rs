@@ -22,7 +22,7 @@ mod trust;
 pub use approval::{APPROVALS_FILE, Approval, ApprovalStore, Approvals};
 pub use effective::{GrantSet, Kind, Request, Rights, grants, rights};
 pub use file::{MAX_SETTINGS_BYTES, PolicyError, SettingsFiles};
-pub use grants::{Capabilities, DirGrant, GUEST_ROOT, Grants, Limits};
+pub use grants::{Capabilities, DirGrant, Files, GUEST_ROOT, Grants, Limits};
 pub use patterns::{EnvName, HostPattern, PathGrant, parse_path};
 pub use settings::{
     AgentSettings, MAX_MEMORY_MB, MAX_TIMEOUT_MS, PluginPolicy, Policy, WORKSPACE_FILE, config_dir,

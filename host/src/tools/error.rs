@@ -24,7 +24,19 @@ pub enum ToolError {
 }
 
 impl From<crate::workspace::PathError> for ToolError {
+    /// A path that leaves the workspace or reaches a protected entry is a denial; an empty
+    /// path is bad input; a path that cannot be walked (a missing folder, a loop) a failure.
     fn from(error: crate::workspace::PathError) -> Self {
-        ToolError::Denied(error.to_string())
+        use crate::workspace::PathError;
+        match error {
+            PathError::Outside(_) | PathError::SymlinkOut { .. } | PathError::Protected { .. } => {
+                ToolError::Denied(error.to_string())
+            }
+            PathError::Empty => ToolError::InvalidInput(error.to_string()),
+            PathError::NotFound(_)
+            | PathError::NotADirectory { .. }
+            | PathError::Loop(_)
+            | PathError::Io { .. } => ToolError::Failed(error.to_string()),
+        }
     }
 }

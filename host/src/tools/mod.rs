@@ -17,7 +17,10 @@ use serde_json::Value;
 pub use background::{BackgroundRunTool, CheckBackgroundTool, KillBackgroundTool};
 pub use bash::BashTool;
 pub use error::ToolError;
-pub use files::{EditFileTool, ReadFileTool, WriteFileTool};
+pub use files::{
+    DEFAULT_LINES, EditFileTool, MAX_EDIT_BYTES, MAX_LINE_CHARS, MAX_READ_BYTES, MAX_SCAN_BYTES,
+    ReadFileTool, TEMP_PREFIX, WriteFileTool,
+};
 pub use registry::{DuplicateTool, ToolRegistry};
 
 use crate::llm::{BoxFuture, ToolSpec};
@@ -38,7 +41,8 @@ pub const BUILT_IN_TOOLS: &[&str] = &[
 ///
 /// Implementations hold what they need (the workspace, the background manager, a plugin) and
 /// must be cheap to call concurrently: the agent runs the independent calls of one answer at
-/// once.
+/// once. Calls that touch the same resource (say which with [`Tool::resource_key`]) run one
+/// after another instead, in the order the model gave them.
 pub trait Tool: Send + Sync {
     /// Name, description and input schema, as offered to the model.
     fn spec(&self) -> &ToolSpec;
@@ -46,6 +50,17 @@ pub trait Tool: Send + Sync {
     /// Where the tool comes from, for messages: `built-in`, `plugin grep (path/to/grep.wasm)`.
     fn origin(&self) -> String {
         "built-in".to_string()
+    }
+
+    /// What a call with `input` touches, as a key: the calls of one answer with the same key
+    /// (from this tool or any other) run one after another in the model's order, the others
+    /// at once. `None` (the default): the call depends on no other. Called by the agent loop
+    /// before the call, on input *not yet* checked against the schema (return `None` for
+    /// input you cannot read); it must be quick and must not block. The file tools return the
+    /// identity of the file ([`crate::workspace::Workspace::file_key`]).
+    fn resource_key(&self, input: &Value) -> Option<String> {
+        let _ = input;
+        None
     }
 
     /// Runs the tool. `input` already matches the schema.

@@ -65,6 +65,11 @@ impl ToolRegistry {
         self.tools.is_empty()
     }
 
+    /// The resource key of a call ([`Tool::resource_key`]); `None` for an unknown tool.
+    pub fn resource_key(&self, name: &str, input: &Value) -> Option<String> {
+        self.get(name)?.resource_key(input)
+    }
+
     /// Runs one call: finds the tool, checks the input against its schema, runs it.
     /// Every failure is a [`ToolError`] for the model.
     pub async fn call(&self, name: &str, input: Value) -> Result<String, ToolError> {

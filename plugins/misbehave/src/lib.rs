@@ -13,8 +13,12 @@
 //! | `sleep` | sleeps without using CPU (deadline, concurrency) |
 //! | `write_file_wasm` | writes a workspace file (write grants) |
 //! | `env_var` | reads one environment variable (env grants) |
+//! | `fs` | runs a script of file operations (attacks on the file grants) |
+//! | `hold` | opens files and sleeps holding them (an abandoned call's descriptors) |
+//! | `flood` | logs and returns as many bytes as asked (byte caps) |
 
 mod escape;
+mod fs_ops;
 
 use std::borrow::Cow;
 use std::hint::black_box;
@@ -26,6 +30,7 @@ use serde::Deserialize;
 use serde_json::value::RawValue;
 
 pub use escape::Escape;
+pub use fs_ops::{Flood, Fs, Hold};
 
 corral_plugin::export_plugin! {
     description: "Misbehaving tools for testing corral's limits and sandbox.",
@@ -37,7 +42,7 @@ corral_plugin::export_plugin! {
         network: vec!["*".into()],
         env: vec!["*".into()],
     },
-    tools: [Spin, Hog, Recurse, Panic, Escape, Noisy, Echo, Sleep, WriteFile, EnvVar],
+    tools: [Spin, Hog, Recurse, Panic, Escape, Noisy, Echo, Sleep, WriteFile, EnvVar, Fs, Hold, Flood],
 }
 
 /// An input with no fields (unknown fields are ignored).

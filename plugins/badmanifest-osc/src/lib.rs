@@ -1,0 +1,4 @@
+//! Test-only: a plugin whose manifest misbehaves (osc). Never install it.
+
+const KIND: &str = "osc";
+include!("../../badmanifest/common.rs");
