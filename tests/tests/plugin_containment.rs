@@ -10,7 +10,7 @@ use std::sync::Arc;
 use std::time::{Duration, Instant};
 
 use corral::plugins::{LogSink, Runtime, WorkspacePlugins};
-use corral::policy::Policy;
+use corral::policy::{ApprovalStore, Policy, TrustStore, sha256_hex};
 use corral::tools::ToolError;
 use corral::workspace::Workspace;
 use corral_tests::{Corral, ScriptedServer, Turn, tool_use};
@@ -101,7 +101,18 @@ async fn abandoned_calls_give_everything_back() {
     )
     .unwrap();
     let workspace = Workspace::open(dir.path()).unwrap();
-    let policy = Policy::load(&workspace, None).unwrap();
+    // The user trusts this workspace's file and approves the plugin, as `corral trust` and
+    // `corral policy approve` would record it (in a config folder of the test's own).
+    let config = tempfile::tempdir().unwrap();
+    let toml = std::fs::read(dir.path().join("corral.toml")).unwrap();
+    TrustStore::in_dir(config.path())
+        .trust(workspace.root(), &sha256_hex(&toml))
+        .unwrap();
+    let wasm = std::fs::read(dir.path().join(".corral/plugins/misbehave.wasm")).unwrap();
+    ApprovalStore::in_dir(config.path())
+        .approve(workspace.root(), &[("misbehave".into(), sha256_hex(&wasm))])
+        .unwrap();
+    let policy = Policy::load(&workspace, Some(&config.path().join("config.toml"))).unwrap();
     let runtime = Runtime::new().unwrap();
     let log: LogSink = Arc::new(|_, _, _| {});
     let found = WorkspacePlugins::load(&runtime, &workspace, &policy, &[], log).await;
