@@ -19,6 +19,7 @@ fn main() {
         "plugins/fetch",
         "plugins/jq",
         "plugins/misbehave",
+        "plugins/shadow",
         "plugins/badmanifest",
         "plugins/badmanifest-sleep",
         "plugins/badmanifest-print",

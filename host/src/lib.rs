@@ -20,7 +20,8 @@
 //! - [`background`]: the background manager: tasks, their output, the notification queue.
 //! - [`tools`]: the tool trait, the registry, input checking, the built-in tools.
 //! - [`plugins`]: wasmtime: the engine, loading and caching, per-call stores, limits, grants.
-//! - [`policy`]: `corral.toml`: what the shell and each plugin may touch; deny by default.
+//! - [`policy`]: `corral.toml`: what the shell and each plugin may touch; deny by default; the
+//!   user's records of trusted workspace files and approved plugin components.
 //! - [`process`]: spawning a command in its own process group, bounded output, containment
 //!   (nothing a command starts outlives it), the task journal, what `/proc` says.
 //! - [`workspace`]: the workspace root and the path rules of the built-in tools.

@@ -117,6 +117,14 @@ impl Corral {
         std::fs::read_to_string(self.path(rel)).unwrap_or_else(|e| panic!("read {rel}: {e}"))
     }
 
+    /// Trusts the workspace's `corral.toml` as it is now and approves every plugin component it
+    /// grants something, as the user does with `corral trust` and `corral policy approve`. A
+    /// test that means its file to take effect calls this after writing it.
+    pub fn trust(&self) {
+        self.run(None, &["trust"]).assert_code(0);
+        self.run(None, &["policy", "approve"]).assert_code(0);
+    }
+
     /// The session files of the workspace.
     pub fn sessions(&self) -> Vec<PathBuf> {
         let dir = self.path(".corral/sessions");

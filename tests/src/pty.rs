@@ -66,8 +66,27 @@ impl PtyOutput {
 
 /// Runs `cmd` with its stdout and stderr on a new pseudo-terminal and waits (at most
 /// `timeout`, after which it is killed and the test fails). Its stdin is left as `cmd` says.
-pub fn run_in_pty(mut cmd: Command, timeout: Duration) -> PtyOutput {
+pub fn run_in_pty(cmd: Command, timeout: Duration) -> PtyOutput {
+    run(cmd, timeout, None)
+}
+
+/// Like [`run_in_pty`], with stdin on the terminal too, as a person types: each time the next
+/// `(needle, reply)`'s needle has appeared in the output (after the previous reply), `reply` is
+/// typed. The needles must appear in order; a needle that never comes fails the run at
+/// `timeout`.
+pub fn run_in_pty_answering(
+    cmd: Command,
+    timeout: Duration,
+    answers: Vec<(String, String)>,
+) -> PtyOutput {
+    run(cmd, timeout, Some(answers))
+}
+
+fn run(mut cmd: Command, timeout: Duration, answers: Option<Vec<(String, String)>>) -> PtyOutput {
     let (master, slave) = open_pty();
+    if answers.is_some() {
+        cmd.stdin(Stdio::from(slave.try_clone().expect("dup the pty")));
+    }
     cmd.stdout(Stdio::from(slave.try_clone().expect("dup the pty")))
         .stderr(Stdio::from(slave));
     let started = Instant::now();
@@ -79,7 +98,8 @@ pub fn run_in_pty(mut cmd: Command, timeout: Duration) -> PtyOutput {
     let done = Arc::new(AtomicBool::new(false));
     let reader = {
         let done = done.clone();
-        std::thread::spawn(move || read_all(master, started, &done))
+        let answers = answers.unwrap_or_default();
+        std::thread::spawn(move || read_all(master, started, &done, answers))
     };
     let deadline = started + timeout;
     let status = loop {
@@ -134,8 +154,18 @@ fn open_pty() -> (OwnedFd, OwnedFd) {
 
 /// Reads the master side until every slave is closed (the read fails with EIO), or until
 /// `done` is set and nothing more comes for 100 ms (a grandchild holding the terminal open).
-fn read_all(master: OwnedFd, started: Instant, done: &AtomicBool) -> Vec<(Duration, Vec<u8>)> {
+/// Types each of `answers`' replies once its needle has been written since the last reply.
+fn read_all(
+    master: OwnedFd,
+    started: Instant,
+    done: &AtomicBool,
+    answers: Vec<(String, String)>,
+) -> Vec<(Duration, Vec<u8>)> {
     let mut file = File::from(master);
+    let mut keyboard = file.try_clone().expect("dup the pty master");
+    let mut answers = answers.into_iter();
+    let mut next = answers.next();
+    let mut since_reply: Vec<u8> = Vec::new();
     let mut chunks = Vec::new();
     let mut buf = [0u8; 8192];
     loop {
@@ -149,7 +179,18 @@ fn read_all(master: OwnedFd, started: Instant, done: &AtomicBool) -> Vec<(Durati
         if ready > 0 {
             match file.read(&mut buf) {
                 Ok(0) | Err(_) => break,
-                Ok(n) => chunks.push((started.elapsed(), buf[..n].to_vec())),
+                Ok(n) => {
+                    chunks.push((started.elapsed(), buf[..n].to_vec()));
+                    since_reply.extend_from_slice(&buf[..n]);
+                    if let Some((needle, reply)) = &next
+                        && String::from_utf8_lossy(&since_reply).contains(needle.as_str())
+                    {
+                        use std::io::Write as _;
+                        let _ = keyboard.write_all(reply.as_bytes());
+                        since_reply.clear();
+                        next = answers.next();
+                    }
+                }
             }
         } else if done.load(Ordering::SeqCst) {
             break;

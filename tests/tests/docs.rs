@@ -430,6 +430,7 @@ fn the_full_embedding_example_runs() {
     )
     .unwrap();
     corral.write("corral.toml", "[plugin.jq]\nread = [\"data/\"]\n");
+    corral.trust();
     corral.write("data/app.json", r#"{"name": "demo"}"#);
     corral.write("private/key.json", r#"{"k": 1}"#);
     let server = ScriptedServer::start(vec![

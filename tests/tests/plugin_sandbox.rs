@@ -23,6 +23,7 @@ fn install(corral: &Corral, names: &[&str]) {
 /// Writes the workspace's policy as the user would (and trusts it where trust is asked).
 fn policy(corral: &Corral, text: &str) {
     corral.write("corral.toml", text);
+    corral.trust();
 }
 
 /// A folder outside the workspace with a canary file; `assert_untouched` checks it is as it was.

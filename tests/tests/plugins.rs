@@ -205,6 +205,7 @@ fn grep_searches_granted_files() {
     corral.write("src/lib.rs", "pub fn run() {}\n");
     corral.write("secret/keys.rs", "fn main() { leak() }\n");
     corral.write("corral.toml", "[plugin.grep]\nread = [\"src/\"]\n");
+    corral.trust();
     let server = ScriptedServer::start(vec![
         Turn::tools(vec![
             tool_use(
@@ -322,8 +323,8 @@ fn plugin_output_goes_to_the_log_and_events() {
     assert_eq!(logs[4]["level"], "error");
 }
 
-/// corral.toml adds plugin folders and disables plugins by name; a second plugin of the same
-/// name is skipped with a clear line.
+/// corral.toml (trusted) adds plugin folders and disables plugins by name; two plugins of the
+/// same name are both skipped, with one line naming both files.
 #[test]
 fn plugin_folders_disabled_plugins_and_clashes() {
     let corral = Corral::new();
@@ -332,10 +333,12 @@ fn plugin_folders_disabled_plugins_and_clashes() {
     std::fs::copy(built("jq"), extra.join("jq.wasm")).unwrap();
     std::fs::copy(built("jq"), extra.join("jq-copy.wasm")).unwrap();
     std::fs::copy(built("grep"), extra.join("grep.wasm")).unwrap();
+    std::fs::copy(built("fetch"), extra.join("fetch.wasm")).unwrap();
     corral.write(
         "corral.toml",
         "[plugins]\ndirs = [\"tools/wasm\"]\ndisabled = [\"grep\"]\n",
     );
+    corral.trust();
     let out = corral.run(None, &["plugins", "--json"]);
     out.assert_code(0);
     let listed: Value = serde_json::from_str(out.stdout.trim()).unwrap();
@@ -345,7 +348,7 @@ fn plugin_folders_disabled_plugins_and_clashes() {
         .iter()
         .map(|p| p["manifest"]["name"].as_str().unwrap())
         .collect();
-    assert_eq!(names, ["jq"]);
+    assert_eq!(names, ["fetch"]);
     assert_eq!(listed["disabled"], json!(["grep"]));
     let errors = listed["errors"].as_array().unwrap();
     assert_eq!(errors.len(), 1, "{errors:?}");
@@ -353,6 +356,17 @@ fn plugin_folders_disabled_plugins_and_clashes() {
         errors[0]["cause"]
             .as_str()
             .unwrap()
-            .contains("a plugin named `jq` is already loaded")
+            .contains("both are named `jq`"),
+        "{errors:?}"
+    );
+    let files = [&errors[0]["file"], &errors[0]["also"][0]];
+    assert!(
+        files
+            .iter()
+            .any(|f| f.as_str().unwrap().ends_with("jq.wasm"))
+            && files
+                .iter()
+                .any(|f| f.as_str().unwrap().ends_with("jq-copy.wasm")),
+        "{errors:?}"
     );
 }

@@ -40,7 +40,12 @@ struct Web {
 
 impl Web {
     fn start() -> Web {
-        let listener = TcpListener::bind("127.0.0.1:0").unwrap();
+        Web::start_on("127.0.0.1:0")
+    }
+
+    /// A server on `addr` (`127.0.0.1:0`, `[::1]:0`).
+    fn start_on(addr: &str) -> Web {
+        let listener = TcpListener::bind(addr).unwrap();
         let port = listener.local_addr().unwrap().port();
         let heads = Arc::new(Mutex::new(Vec::new()));
         let seen = heads.clone();
@@ -77,6 +82,7 @@ fn files_denied_then_granted() {
     assert!(got[0].0, "{:?}", got[0]);
 
     corral.write("corral.toml", "[plugin.jq]\nread = [\"data/\"]\n\n[plugin.misbehave]\nread = [\"data/\"]\nwrite = [\"out/\"]\n");
+    corral.trust();
     let got = call_tools(
         &corral,
         vec![
@@ -106,6 +112,7 @@ fn files_denied_then_granted() {
         "corral.toml",
         "[plugin.jq]\nread = [\"docs/**/*.md\", \"data/*.json\"]\n",
     );
+    corral.trust();
     let got = call_tools(&corral, vec![read("data/a.json"), read("secret/b.json")]);
     assert_eq!(got[0], (false, "1\n".to_string()));
     assert!(got[1].0);
@@ -115,6 +122,7 @@ fn files_denied_then_granted() {
     std::fs::write(outside.path().join("x"), "outside").unwrap();
     std::os::unix::fs::symlink(outside.path(), corral.path("link")).unwrap();
     corral.write("corral.toml", "[plugin.misbehave]\nread = [\".\"]\n");
+    corral.trust();
     let root = corral
         .workspace
         .path()
@@ -143,6 +151,7 @@ fn network_denied_then_granted() {
     let allowed = Web::start();
     let denied = Web::start();
     corral.write("corral.toml", &format!("[plugin.fetch]\nnetwork = [\"127.0.0.1:{}\"]\n\n[plugin.misbehave]\nnetwork = [\"127.0.0.1:{}\"]\n", allowed.port, allowed.port));
+    corral.trust();
     let got = call_tools(
         &corral,
         vec![
@@ -188,6 +197,57 @@ fn network_denied_then_granted() {
     );
 }
 
+/// An IPv6 grant without a port, `[::1]`, allows that address on every port, compared as an
+/// address (`[0:0:0:0:0:0:0:1]` is the same host); it allows no other address, and `policy
+/// show` prints it normalised.
+#[test]
+fn an_ipv6_grant_without_a_port_works() {
+    let corral = Corral::new();
+    install(&corral, &["fetch"]);
+    let v6 = Web::start_on("[::1]:0");
+    let v4 = Web::start();
+    corral.write(
+        "corral.toml",
+        "[plugin.fetch]\nnetwork = [\"[0:0:0:0:0:0:0:1]\"]\n",
+    );
+    corral.trust();
+    let show = corral.run(None, &["policy", "show"]);
+    show.assert_code(0);
+    assert!(
+        show.stdout
+            .contains("network  asks [*]  granted [[::1]]  effective [[::1]]"),
+        "{}",
+        show.stdout
+    );
+    let got = call_tools(
+        &corral,
+        vec![
+            tool_use(
+                "v6",
+                "fetch",
+                json!({"url": format!("http://[::1]:{}/hi", v6.port)}),
+            ),
+            tool_use(
+                "v4",
+                "fetch",
+                json!({"url": format!("http://127.0.0.1:{}/hi", v4.port)}),
+            ),
+        ],
+    );
+    assert!(
+        !got[0].0 && got[0].1.starts_with("status: 200") && got[0].1.ends_with("hello"),
+        "{:?}",
+        got[0]
+    );
+    assert!(
+        got[1].0 && got[1].1.contains("HttpRequestDenied"),
+        "{:?}",
+        got[1]
+    );
+    assert_eq!(v6.heads.lock().unwrap().len(), 1);
+    assert!(v4.heads.lock().unwrap().is_empty(), "127.0.0.1 was reached");
+}
+
 /// Env: an ungranted variable is invisible, a granted one has corral's value.
 #[test]
 fn env_denied_then_granted() {
@@ -202,6 +262,7 @@ fn env_denied_then_granted() {
         "corral.toml",
         "[plugin.misbehave]\nenv = [\"GITHUB_TOKEN\"]\n",
     );
+    corral.trust();
     let got = call_tools(&corral, vec![ask("GITHUB_TOKEN"), ask("OTHER_SECRET")]);
     assert_eq!(got[0].1, "tok-123");
     assert_eq!(got[1].1, "unset");
@@ -314,6 +375,7 @@ fn policy_show_check_and_plugins() {
     let corral = Corral::new();
     install(&corral, &["jq", "fetch"]);
     corral.write("corral.toml", "[plugin.jq]\nread = [\"src/\"]\nnetwork = [\"api.github.com\"]\n\n[plugin.ghost]\nenv = [\"X\"]\n");
+    corral.trust();
     let show = corral.run(None, &["policy", "show"]);
     show.assert_code(0);
     assert!(
@@ -373,6 +435,7 @@ fn user_defaults_sit_under_the_workspace_file() {
     )
     .unwrap();
     corral.write("corral.toml", "[agent]\nmodel = \"workspace-model\"\n");
+    corral.trust();
     let server = ScriptedServer::start(vec![Turn::text("a").into(), Turn::text("b").into()]);
     corral.run(Some(&server), &["run", "hi"]).assert_code(0);
     corral
@@ -411,6 +474,7 @@ fn the_file_chooses_the_provider_and_endpoint() {
             server.url()
         ),
     );
+    corral.trust();
     let out = corral.run(None, &["run", "hi"]);
     out.assert_code(0);
     server.assert_clean();
@@ -422,6 +486,7 @@ fn the_file_chooses_the_provider_and_endpoint() {
         "corral.toml",
         "[agent]\nbase_url = \"http://127.0.0.1:9\"\n",
     );
+    corral.trust();
     let out = corral.run(Some(&anthropic), &["run", "hi"]);
     out.assert_code(0);
     assert_eq!(

@@ -22,8 +22,13 @@ pub enum Command {
     /// List the plugins found: name, version, file, tools, capabilities asked for (granted or
     /// not), load errors.
     Plugins(PluginsArgs),
-    /// What corral.toml grants: `show` the rights of every plugin and the shell, `check` the file.
+    /// What corral.toml grants: `show` the rights of every plugin and the shell, `check` the file,
+    /// `approve` the plugin components that get grants.
     Policy(PolicyArgs),
+    /// Trust this workspace's corral.toml as it is now (its sha256 is recorded in your config
+    /// folder); untrusted, it may only narrow your settings. A later change to the file makes it
+    /// untrusted again.
+    Trust(TrustArgs),
     /// Writing plugins: `new` creates a plugin crate that builds and loads as it is.
     Plugin(PluginArgs),
 }
@@ -117,6 +122,26 @@ pub enum PolicyCommand {
     },
     /// Validate the settings files and warn about grants nobody asked for.
     Check,
+    /// Approve the plugin components that corral.toml grants something: the sha256 of each
+    /// `.wasm` is recorded for this workspace in your config folder, and a plugin whose
+    /// component differs from the approved one runs with no grants.
+    Approve {
+        /// The plugins to approve [default: every plugin whose grants are withheld].
+        names: Vec<String>,
+        /// Forget the approvals of the plugins named (of every plugin, without names).
+        #[arg(long)]
+        revoke: bool,
+    },
+}
+
+#[derive(Debug, Args)]
+pub struct TrustArgs {
+    /// The workspace whose corral.toml is trusted.
+    #[arg(long, short = 'w', default_value = ".")]
+    pub workspace: PathBuf,
+    /// Stop trusting it.
+    #[arg(long)]
+    pub revoke: bool,
 }
 
 #[derive(Debug, Args)]

@@ -13,7 +13,10 @@ use super::render::Display;
 
 pub async fn chat(args: AgentArgs) -> anyhow::Result<ExitCode> {
     super::signals::contain();
-    let (workspace, policy) = match super::plugins::open(&args.workspace) {
+    // At a terminal, an untrusted corral.toml that would grant or redirect something, and a
+    // plugin whose grants await approval, are each asked about once.
+    let interactive = super::trust::interactive();
+    let (workspace, mut policy) = match super::trust::open(&args.workspace, interactive) {
         Ok(opened) => opened,
         Err(code) => return Ok(code),
     };
@@ -25,7 +28,15 @@ pub async fn chat(args: AgentArgs) -> anyhow::Result<ExitCode> {
     config.wait_for_background = false;
     let display = Display::for_chat(args.quiet);
     let mut builder = Agent::builder(workspace.root());
-    for tool in super::plugins::tools(&workspace, &policy, &args.plugin_dirs, &display).await {
+    for tool in super::plugins::tools(
+        &workspace,
+        &mut policy,
+        &args.plugin_dirs,
+        &display,
+        interactive,
+    )
+    .await
+    {
         builder = builder.tool(tool);
     }
     let built = builder

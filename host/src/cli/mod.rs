@@ -9,6 +9,7 @@ mod run;
 mod scaffold;
 mod signals;
 mod term;
+mod trust;
 
 use std::process::ExitCode;
 
@@ -38,6 +39,7 @@ pub async fn run(cli: Cli) -> anyhow::Result<ExitCode> {
         Command::Chat(args) => chat::chat(args).await,
         Command::Plugins(args) => plugins::list(args).await,
         Command::Policy(args) => policy::policy(args).await,
+        Command::Trust(args) => Ok(trust::trust(args)),
         Command::Plugin(args) => match args.command {
             args::PluginCommand::New { name, dir, sdk } => {
                 Ok(scaffold::new_plugin(&name, dir.as_deref(), sdk.as_deref()))

@@ -1,6 +1,6 @@
 //! Loading plugins under the workspace policy, and `corral plugins`.
 
-use std::path::{Path, PathBuf};
+use std::path::PathBuf;
 use std::process::ExitCode;
 use std::sync::Arc;
 
@@ -39,17 +39,21 @@ pub async fn load(
 }
 
 /// The tools of every plugin that loads, each with what the workspace grants it; a line on
-/// stderr for each plugin that does not load.
+/// stderr for each plugin that does not load. A plugin whose grants are withheld (its
+/// component is not the approved one) is named on stderr too, or, with `ask_user`, the user is
+/// asked whether to approve it.
 pub async fn tools(
     workspace: &Workspace,
-    policy: &Policy,
+    policy: &mut Policy,
     extra: &[PathBuf],
     display: &Display,
+    ask_user: bool,
 ) -> Vec<Arc<dyn Tool>> {
     let found = load(workspace, policy, extra, display).await;
     for error in &found.errors {
         eprintln!("corral: {error}");
     }
+    super::trust::approve_withheld(workspace, &found, policy, ask_user);
     let (tools, problems) = found.tools(workspace, policy);
     for problem in problems {
         eprintln!("corral: {problem}");
@@ -57,22 +61,9 @@ pub async fn tools(
     tools
 }
 
-/// Opens the workspace and reads its policy; a problem is printed and becomes exit code 2.
-pub fn open(workspace: &Path) -> Result<(Workspace, Policy), ExitCode> {
-    let ws = Workspace::open(workspace).map_err(|e| {
-        eprintln!("corral: workspace {}: {e}", workspace.display());
-        ExitCode::from(super::EXIT_USAGE)
-    })?;
-    let policy = Policy::load(&ws, policy::user_file().as_deref()).map_err(|e| {
-        eprintln!("corral: {e}");
-        ExitCode::from(super::EXIT_USAGE)
-    })?;
-    Ok((ws, policy))
-}
-
 /// `corral plugins`.
 pub async fn list(args: PluginsArgs) -> anyhow::Result<ExitCode> {
-    let (workspace, policy) = match open(&args.workspace) {
+    let (workspace, policy) = match super::trust::open(&args.workspace, false) {
         Ok(opened) => opened,
         Err(code) => return Ok(code),
     };
@@ -84,14 +75,23 @@ pub async fn list(args: PluginsArgs) -> anyhow::Result<ExitCode> {
             .iter()
             .map(|p| {
                 serde_json::json!({
-                    "manifest": &*p.manifest, "file": p.file, "source": p.source, "rights": WorkspacePlugins::rights(p, &policy)
+                    "manifest": &*p.manifest,
+                    "file": p.file,
+                    "sha256": p.sha256,
+                    "source": p.source,
+                    "rights": WorkspacePlugins::rights(p, &policy),
                 })
             })
             .collect();
         let disabled: Vec<&str> = disabled.iter().map(|p| p.manifest.name.as_str()).collect();
         println!(
             "{}",
-            serde_json::json!({"plugins": plugins, "disabled": disabled, "errors": set.errors})
+            serde_json::json!({
+                "plugins": plugins,
+                "disabled": disabled,
+                "errors": set.errors,
+                "trust": policy.trust,
+            })
         );
         return Ok(ExitCode::SUCCESS);
     }
@@ -110,20 +110,23 @@ pub async fn list(args: PluginsArgs) -> anyhow::Result<ExitCode> {
         let tools: Vec<&str> = m.tools.iter().map(|t| t.name.as_str()).collect();
         println!("  tools: {}", tools.join(", "));
         let rights = WorkspacePlugins::rights(p, &policy);
-        let c = &m.capabilities;
-        for (kind, list) in [
-            ("read", &c.read),
-            ("write", &c.write),
-            ("network", &c.network),
-            ("env", &c.env),
-        ] {
-            for request in list {
-                let granted = !rights
-                    .asked_not_granted
-                    .contains(&format!("{kind} {request}"));
-                let mark = if granted { "granted" } else { "NOT granted" };
-                println!("  asks {kind} {request}: {mark}");
-            }
+        let withheld = rights.approval.withholds();
+        for request in &rights.requests {
+            let mark = match (&request.invalid, request.granted.is_empty()) {
+                (Some(why), _) => format!("NOT granted ({why})"),
+                (None, true) => "NOT granted".to_string(),
+                (None, false) if withheld => {
+                    format!("granted {} (withheld)", request.granted.join(", "))
+                }
+                (None, false) => format!("granted {}", request.granted.join(", ")),
+            };
+            println!("  asks {} {}: {mark}", request.kind, request.asked);
+        }
+        if withheld {
+            println!(
+                "  {}; `corral policy approve {}` gives them",
+                rights.approval, m.name
+            );
         }
     }
     for p in disabled {

@@ -1,17 +1,18 @@
-//! `corral policy show` and `corral policy check`.
+//! `corral policy show`, `corral policy check` and `corral policy approve`.
 
 use std::process::ExitCode;
 
-use corral::policy::{self, Policy};
+use corral::plugins::{LoadedPlugin, WorkspacePlugins};
+use corral::policy::{self, ApprovalStore, Policy, SettingsFiles, TrustStatus};
+use corral::workspace::Workspace;
 
 use super::args::{PolicyArgs, PolicyCommand};
-use corral::plugins::WorkspacePlugins;
-
-use super::plugins::{load, open};
+use super::plugins::load;
 use super::render::Display;
+use super::trust::{granted_summary, open, record_approvals};
 
 pub async fn policy(args: PolicyArgs) -> anyhow::Result<ExitCode> {
-    let (workspace, policy) = match open(&args.workspace) {
+    let (workspace, mut policy) = match open(&args.workspace, false) {
         Ok(opened) => opened,
         Err(code) => return Ok(code),
     };
@@ -24,12 +25,26 @@ pub async fn policy(args: PolicyArgs) -> anyhow::Result<ExitCode> {
     match args.command {
         PolicyCommand::Show { json } => {
             if json {
+                let plugins: Vec<serde_json::Value> = set
+                    .plugins
+                    .iter()
+                    .zip(&rights)
+                    .map(|(p, r)| {
+                        let mut value = serde_json::to_value(r).unwrap_or_default();
+                        if let Some(object) = value.as_object_mut() {
+                            object.insert("file".into(), serde_json::json!(p.file));
+                            object.insert("sha256".into(), serde_json::json!(p.sha256));
+                        }
+                        value
+                    })
+                    .collect();
                 println!(
                     "{}",
                     serde_json::json!({
                         "files": policy.files,
+                        "trust": policy.trust,
                         "shell": shell_json(&policy),
-                        "plugins": rights,
+                        "plugins": plugins,
                     })
                 );
             } else {
@@ -37,7 +52,27 @@ pub async fn policy(args: PolicyArgs) -> anyhow::Result<ExitCode> {
             }
             Ok(ExitCode::SUCCESS)
         }
+        PolicyCommand::Approve { names, revoke } => Ok(approve(
+            &workspace,
+            &mut policy,
+            &set.plugins,
+            &names,
+            revoke,
+        )),
         PolicyCommand::Check => {
+            // The file is checked as written, trusted or not: what it would grant once trusted.
+            let as_written = match as_written(&workspace, &policy) {
+                Ok(p) => p,
+                Err(e) => {
+                    eprintln!("corral: {e}");
+                    return Ok(ExitCode::from(super::EXIT_USAGE));
+                }
+            };
+            let rights: Vec<_> = set
+                .plugins
+                .iter()
+                .map(|p| WorkspacePlugins::rights(p, &as_written))
+                .collect();
             let mut warnings = Vec::new();
             for r in &rights {
                 for g in &r.granted_not_asked {
@@ -47,7 +82,7 @@ pub async fn policy(args: PolicyArgs) -> anyhow::Result<ExitCode> {
                     ));
                 }
             }
-            for name in policy.plugins.keys() {
+            for name in as_written.plugins.keys() {
                 if !set.plugins.iter().any(|p| &p.manifest.name == name) {
                     warnings.push(format!(
                         "[plugin.{name}]: no plugin of that name is installed"
@@ -67,6 +102,9 @@ pub async fn policy(args: PolicyArgs) -> anyhow::Result<ExitCode> {
             } else {
                 files.join(", ")
             };
+            if let Some(note) = trust_note(&policy) {
+                println!("note: {note}");
+            }
             println!("ok: {read}; {} warning(s)", warnings.len());
             Ok(ExitCode::SUCCESS)
         }
@@ -92,6 +130,29 @@ fn show(policy: &Policy, rights: &[policy::Rights]) {
     for file in &policy.files {
         println!("settings: {}", file.display());
     }
+    let trust = &policy.trust;
+    let sha256 = trust.sha256.as_deref().unwrap_or("");
+    match trust.status {
+        TrustStatus::NoFile => {}
+        TrustStatus::Trusted => println!(
+            "trust: {} is trusted (sha256 {sha256})",
+            policy::WORKSPACE_FILE
+        ),
+        TrustStatus::Untrusted | TrustStatus::Changed => {
+            let state = if trust.status == TrustStatus::Changed {
+                "changed since you trusted it"
+            } else {
+                "is not trusted"
+            };
+            println!(
+                "trust: {} {state} (sha256 {sha256}): it may only narrow your settings; `corral trust` applies it whole",
+                policy::WORKSPACE_FILE
+            );
+            for ignored in &trust.ignored {
+                println!("  ignored: {} ({})", ignored.setting, ignored.reason);
+            }
+        }
+    }
     println!(
         "shell: {}",
         if policy.shell.enabled {
@@ -110,21 +171,17 @@ fn show(policy: &Policy, rights: &[policy::Rights]) {
     }
     for r in rights {
         println!("plugin {}:", r.plugin);
+        let (g, e) = (&r.granted, &r.effective);
         let rows = [
-            ("read", &r.asked.read, &r.granted.read, &r.effective.read),
-            (
-                "write",
-                &r.asked.write,
-                &r.granted.write,
-                &r.effective.write,
-            ),
+            ("read", &r.asked.read, texts(&g.read), texts(&e.read)),
+            ("write", &r.asked.write, texts(&g.write), texts(&e.write)),
             (
                 "network",
                 &r.asked.network,
-                &r.granted.network,
-                &r.effective.network,
+                texts(&g.network),
+                texts(&e.network),
             ),
-            ("env", &r.asked.env, &r.granted.env, &r.effective.env),
+            ("env", &r.asked.env, texts(&g.env), texts(&e.env)),
         ];
         for (kind, asked, granted, effective) in rows {
             if asked.is_empty() && granted.is_empty() {
@@ -143,5 +200,131 @@ fn show(policy: &Policy, rights: &[policy::Rights]) {
         for g in &r.granted_not_asked {
             println!("  granted, not asked (gives nothing): {g}");
         }
+        if r.approval.withholds() {
+            println!(
+                "  {}; `corral policy approve {}` gives them",
+                r.approval, r.plugin
+            );
+        } else if r.approval != policy::Approval::NotNeeded {
+            println!("  {}", r.approval);
+        }
     }
+}
+
+/// The workspace's settings as written, as if its `corral.toml` were trusted: what `check`
+/// lints and what `approve` approves. Nothing of it is applied.
+fn as_written(workspace: &Workspace, policy: &Policy) -> Result<Policy, policy::PolicyError> {
+    let files = SettingsFiles::read(workspace, policy::user_file().as_deref())?;
+    Policy::from_files(
+        workspace,
+        &files,
+        TrustStatus::Trusted,
+        policy.approvals.clone(),
+    )
+}
+
+/// The line `check` adds when the workspace file is not trusted, naming how much it ignores.
+fn trust_note(policy: &Policy) -> Option<String> {
+    let trust = &policy.trust;
+    let state = match trust.status {
+        TrustStatus::NoFile | TrustStatus::Trusted => return None,
+        TrustStatus::Untrusted => "is not trusted",
+        TrustStatus::Changed => "changed since you trusted it",
+    };
+    Some(format!(
+        "{} {state}: {} setting(s) ignored until you run `corral trust` (`corral policy show` names them)",
+        policy::WORKSPACE_FILE,
+        trust.ignored.len()
+    ))
+}
+
+/// Parsed grants as their text, for display only.
+fn texts<T: std::fmt::Display>(list: &[T]) -> Vec<String> {
+    list.iter().map(T::to_string).collect()
+}
+
+/// `corral policy approve [NAME...] [--revoke]`: records (or forgets) the approval of plugin
+/// components in the user's config folder. Without names, approves every enabled plugin the
+/// workspace file, as written, grants something and whose component is not approved. The file
+/// need not be trusted yet; its grants apply once it is.
+fn approve(
+    workspace: &Workspace,
+    policy: &mut Policy,
+    plugins: &[LoadedPlugin],
+    names: &[String],
+    revoke: bool,
+) -> ExitCode {
+    let usage = |message: String| {
+        eprintln!("corral: {message}");
+        ExitCode::from(super::EXIT_USAGE)
+    };
+    if revoke {
+        let Some(dir) = policy::config_dir() else {
+            return usage("there is no config folder (is HOME set?)".into());
+        };
+        return match ApprovalStore::in_dir(&dir).revoke(workspace.root(), names) {
+            Ok(removed) if removed.is_empty() => {
+                println!("nothing to revoke: no such plugin was approved in this workspace");
+                ExitCode::SUCCESS
+            }
+            Ok(removed) => {
+                for name in removed {
+                    println!("revoked the approval of {name}: its grants are withheld");
+                }
+                ExitCode::SUCCESS
+            }
+            Err(e) => usage(e.to_string()),
+        };
+    }
+    // What the file grants as written, trusted or not: approving a component is independent
+    // of trusting the file, and both are needed for a grant to apply.
+    let as_written = match as_written(workspace, policy) {
+        Ok(p) => p,
+        Err(e) => return usage(e.to_string()),
+    };
+    let mut chosen: Vec<&LoadedPlugin> = Vec::new();
+    for name in names {
+        match plugins.iter().find(|p| &p.manifest.name == name) {
+            Some(p) => chosen.push(p),
+            None => {
+                return usage(format!(
+                    "no plugin named `{name}` is loaded in this workspace (see `corral plugins`)"
+                ));
+            }
+        }
+    }
+    if names.is_empty() {
+        chosen = plugins
+            .iter()
+            .filter(|p| {
+                WorkspacePlugins::rights(p, &as_written)
+                    .approval
+                    .withholds()
+            })
+            .collect();
+    }
+    if chosen.is_empty() {
+        println!("nothing to approve: no plugin's grants are withheld");
+        return ExitCode::SUCCESS;
+    }
+    if let Err(e) = record_approvals(workspace, policy, &chosen) {
+        return usage(e.to_string());
+    }
+    for p in &chosen {
+        println!(
+            "approved {} {} ({}, sha256 {}): {}",
+            p.manifest.name,
+            p.manifest.version,
+            p.file.display(),
+            p.sha256,
+            granted_summary(p, &as_written)
+        );
+    }
+    if !policy.trust.status.is_trusted() && policy.trust.status != TrustStatus::NoFile {
+        println!(
+            "{} is not trusted: its grants apply once you run `corral trust`",
+            policy::WORKSPACE_FILE
+        );
+    }
+    ExitCode::SUCCESS
 }

@@ -10,7 +10,7 @@ use super::render::Display;
 pub async fn run(args: RunArgs) -> anyhow::Result<ExitCode> {
     super::signals::contain();
     let display = Display::for_run(args.json, args.agent.quiet);
-    let (workspace, policy) = match super::plugins::open(&args.agent.workspace) {
+    let (workspace, mut policy) = match super::trust::open(&args.agent.workspace, false) {
         Ok(opened) => opened,
         Err(code) => return Ok(code),
     };
@@ -22,7 +22,8 @@ pub async fn run(args: RunArgs) -> anyhow::Result<ExitCode> {
     config.wait_for_background = !args.no_wait;
     config.wait_timeout = std::time::Duration::from_secs(args.wait_timeout);
     let mut builder = Agent::builder(workspace.root());
-    for tool in super::plugins::tools(&workspace, &policy, &args.agent.plugin_dirs, &display).await {
+    let plugin_dirs = &args.agent.plugin_dirs;
+    for tool in super::plugins::tools(&workspace, &mut policy, plugin_dirs, &display, false).await {
         builder = builder.tool(tool);
     }
     let built = builder

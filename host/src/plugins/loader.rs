@@ -1,12 +1,14 @@
 //! Finding plugins at startup: every `*.wasm` in the plugin folders, compiled (or taken from the
 //! cache), checked, and described, all files at once. A plugin that fails to load is reported
-//! and skipped; the others load.
+//! and skipped; the others load. Plugins that share a name are all skipped: grants follow a
+//! plugin's name, so a second component calling itself `grep` must never get (or take)
+//! `grep`'s grants.
 //!
 //! A plugin's manifest is read once, with no grants and a deadline
 //! ([`super::plugin::MANIFEST_DEADLINE`]), and cached beside the compiled component under the
 //! same key: a warm start instantiates nothing.
 
-use std::collections::HashSet;
+use std::collections::{BTreeMap, HashSet};
 use std::path::{Path, PathBuf};
 
 use futures_util::future::join_all;
@@ -29,14 +31,30 @@ pub const MAX_TOOLS: usize = 64;
 pub struct LoadError {
     pub file: PathBuf,
     pub cause: String,
+    /// Other files skipped for the same cause (plugins of one name), named in the same line.
+    #[serde(skip_serializing_if = "Vec::is_empty")]
+    pub also: Vec<PathBuf>,
 }
 
 impl std::fmt::Display for LoadError {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        if self.also.is_empty() {
+            return write!(
+                f,
+                "plugin {} skipped: {}",
+                self.file.display(),
+                super::output::sanitize(&self.cause)
+            );
+        }
+        let mut files: Vec<String> = std::iter::once(&self.file)
+            .chain(&self.also)
+            .map(|f| f.display().to_string())
+            .collect();
+        let last = files.pop().unwrap_or_default();
         write!(
             f,
-            "plugin {} skipped: {}",
-            self.file.display(),
+            "plugins {} and {last} skipped: {}",
+            files.join(", "),
             super::output::sanitize(&self.cause)
         )
     }
@@ -59,9 +77,11 @@ impl PluginSet {
     }
 }
 
-/// The `*.wasm` files of `dirs`, in order (a folder that does not exist is skipped).
+/// The `*.wasm` files of `dirs`, in order (a folder that does not exist is skipped), each file
+/// once even when two folders lead to it.
 fn wasm_files(dirs: &[PathBuf]) -> Vec<PathBuf> {
     let mut files = Vec::new();
+    let mut seen = HashSet::new();
     for dir in dirs {
         let Ok(entries) = std::fs::read_dir(dir) else {
             continue;
@@ -72,12 +92,18 @@ fn wasm_files(dirs: &[PathBuf]) -> Vec<PathBuf> {
             .filter(|p| p.extension().is_some_and(|e| e == "wasm") && p.is_file())
             .collect();
         found.sort();
-        files.extend(found);
+        for file in found {
+            let same = file.canonicalize().unwrap_or_else(|_| file.clone());
+            if seen.insert(same) {
+                files.push(file);
+            }
+        }
     }
     files
 }
 
-/// Loads every plugin of `dirs`, all at once. Names of `taken` tools (the built-ins) and of
+/// Loads every plugin of `dirs`, all at once. Plugins whose manifests give one name are all
+/// skipped, with one error naming every file. Names of `taken` tools (the built-ins) and of
 /// earlier plugins cannot be taken again: such a plugin is skipped with an error.
 pub async fn load_dirs(
     runtime: &Runtime,
@@ -87,46 +113,88 @@ pub async fn load_dirs(
     log: LogSink,
 ) -> PluginSet {
     let mut set = PluginSet::default();
-    let mut names: HashSet<String> = taken.iter().cloned().collect();
-    let mut plugin_names = HashSet::new();
     let files = wasm_files(dirs);
     let loads = files
         .iter()
         .map(|file| load_one(runtime, file, cache_dir, log.clone()));
-    let loaded = join_all(loads).await;
-    for (file, result) in files.into_iter().zip(loaded) {
+    let results = join_all(loads).await;
+    let mut loaded = Vec::new();
+    for (file, result) in files.into_iter().zip(results) {
         match result {
-            Ok(plugin) => {
-                let fail = |cause: String| LoadError {
-                    file: file.clone(),
-                    cause,
-                };
-                if !plugin_names.insert(plugin.manifest.name.clone()) {
-                    set.errors.push(fail(format!(
-                        "a plugin named `{}` is already loaded",
-                        plugin.manifest.name
-                    )));
-                    continue;
-                }
-                let clash = plugin
-                    .manifest
-                    .tools
-                    .iter()
-                    .find(|t| names.contains(&t.name));
-                if let Some(tool) = clash {
-                    set.errors.push(fail(format!(
-                        "its tool `{}` has a name already taken",
-                        tool.name
-                    )));
-                    continue;
-                }
-                names.extend(plugin.manifest.tools.iter().map(|t| t.name.clone()));
-                set.plugins.push(plugin);
-            }
-            Err(cause) => set.errors.push(LoadError { file, cause }),
+            Ok(plugin) => loaded.push(plugin),
+            Err(cause) => set.errors.push(LoadError {
+                file,
+                cause,
+                also: Vec::new(),
+            }),
         }
     }
+    let mut by_name: BTreeMap<String, Vec<PathBuf>> = BTreeMap::new();
+    for plugin in &loaded {
+        by_name
+            .entry(plugin.manifest.name.clone())
+            .or_default()
+            .push(plugin.file.clone());
+    }
+    for (name, files) in &by_name {
+        if let [first, rest @ ..] = files.as_slice()
+            && !rest.is_empty()
+        {
+            let who = if rest.len() == 1 { "both" } else { "all" };
+            set.errors.push(LoadError {
+                file: first.clone(),
+                cause: format!(
+                    "{who} are named `{name}`; a plugin's grants follow its name, so none of them loads until one is removed or renamed"
+                ),
+                also: rest.to_vec(),
+            });
+        }
+    }
+    let mut names: HashSet<String> = taken.iter().cloned().collect();
+    for plugin in loaded {
+        if by_name
+            .get(&plugin.manifest.name)
+            .is_some_and(|files| files.len() > 1)
+        {
+            continue;
+        }
+        let clash = plugin
+            .manifest
+            .tools
+            .iter()
+            .find(|t| names.contains(&t.name));
+        if let Some(tool) = clash {
+            set.errors.push(LoadError {
+                file: plugin.file.clone(),
+                cause: format!("its tool `{}` has a name already taken", tool.name),
+                also: Vec::new(),
+            });
+            continue;
+        }
+        names.extend(plugin.manifest.tools.iter().map(|t| t.name.clone()));
+        set.plugins.push(plugin);
+    }
     set
+}
+
+/// The largest component file read; a bigger one is skipped with an error.
+pub const MAX_COMPONENT_BYTES: u64 = 256 * 1024 * 1024;
+
+fn read_capped(file: &Path) -> Result<Vec<u8>, String> {
+    use std::io::Read;
+    let opened = std::fs::File::open(file).map_err(|e| format!("cannot read it: {e}"))?;
+    let mut bytes = Vec::new();
+    opened
+        .take(MAX_COMPONENT_BYTES + 1)
+        .read_to_end(&mut bytes)
+        .map_err(|e| format!("cannot read it: {e}"))?;
+    if bytes.len() as u64 > MAX_COMPONENT_BYTES {
+        return Err(format!(
+            "it is larger than {} MiB",
+            MAX_COMPONENT_BYTES / (1024 * 1024)
+        ));
+    }
+    Ok(bytes)
 }
 
 async fn load_one(
@@ -141,9 +209,13 @@ async fn load_one(
         cache_dir.map(Path::to_path_buf),
     );
     // Reading, hashing and (when not cached) compiling are CPU and disk work: off the executor.
-    let compiled = tokio::task::spawn_blocking(move || {
-        let bytes = std::fs::read(&path).map_err(|e| format!("cannot read it: {e}"))?;
+    // The bytes are read once: hashed for approval and compiled, so the approved component is
+    // the one that runs.
+    let (compiled, sha256) = tokio::task::spawn_blocking(move || {
+        let bytes = read_capped(&path)?;
+        let sha256 = crate::policy::sha256_hex(&bytes);
         cache::load(&engine, &bytes, cache.as_deref())
+            .map(|compiled| (compiled, sha256))
             .map_err(|e| format!("not a valid WebAssembly component: {}", first_line(&e)))
     })
     .await
@@ -179,6 +251,7 @@ async fn load_one(
         runtime.clone(),
         file.to_path_buf(),
         compiled.source,
+        sha256,
         log,
         manifest,
     ))

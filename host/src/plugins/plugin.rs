@@ -112,6 +112,8 @@ pub struct LoadedPlugin {
     pub manifest: Arc<Manifest>,
     pub file: PathBuf,
     pub source: super::cache::Source,
+    /// The sha256 of the component's bytes (hex): what an approval of its grants pins.
+    pub sha256: String,
     pre: PluginPre<CallState>,
     runtime: Runtime,
     log: LogSink,
@@ -122,6 +124,7 @@ impl std::fmt::Debug for LoadedPlugin {
         f.debug_struct("LoadedPlugin")
             .field("manifest", &self.manifest)
             .field("file", &self.file)
+            .field("sha256", &self.sha256)
             .finish()
     }
 }
@@ -138,6 +141,7 @@ impl LoadedPlugin {
         runtime: Runtime,
         file: PathBuf,
         source: super::cache::Source,
+        sha256: String,
         log: LogSink,
         manifest: Manifest,
     ) -> Self {
@@ -145,6 +149,7 @@ impl LoadedPlugin {
             manifest: Arc::new(manifest),
             file,
             source,
+            sha256,
             pre,
             runtime,
             log,

@@ -68,18 +68,24 @@ impl WorkspacePlugins {
         }
     }
 
-    /// The rights of `plugin` under `policy`: asked, granted, effective.
+    /// The rights of `plugin` under `policy`: asked, granted, effective, and whether the user
+    /// approved this component ([`policy::Approval`]): a plugin the workspace grants something
+    /// gets it only when its sha256 is the one approved; otherwise its effective rights are
+    /// empty.
     pub fn rights(plugin: &LoadedPlugin, policy: &Policy) -> Rights {
-        policy::rights(
-            &plugin.manifest.name,
-            &plugin.manifest.capabilities,
-            &policy.plugin(&plugin.manifest.name),
-        )
+        let name = &plugin.manifest.name;
+        let rights = policy::rights(name, &plugin.manifest.capabilities, &policy.plugin(name));
+        let approval = policy::Approval::decide(
+            !rights.effective.is_empty(),
+            &plugin.sha256,
+            policy.approvals.get(name),
+        );
+        rights.with_approval(approval)
     }
 
     /// The tools of every enabled plugin, each with its effective grants and limits. A plugin
-    /// whose grants cannot be prepared (its file view cannot be built) is left out and named in
-    /// the second list.
+    /// whose grants are withheld (not approved) runs with none. A plugin whose grants cannot be
+    /// prepared (its file view cannot be built) is left out and named in the second list.
     pub fn tools(
         &self,
         workspace: &Workspace,
@@ -90,7 +96,17 @@ impl WorkspacePlugins {
         for plugin in &self.plugins {
             let plugin_policy = policy.plugin(&plugin.manifest.name);
             let rights = Self::rights(plugin, policy);
-            match policy::grants(workspace, &rights, &plugin_policy) {
+            if rights.approval.withholds() {
+                let none = policy::Grants::default();
+                tools.extend(PluginTool::for_plugin(
+                    plugin,
+                    none,
+                    plugin_policy.limits,
+                    Some(workspace),
+                ));
+                continue;
+            }
+            match policy::grants(workspace, &rights) {
                 Ok(grants) => tools.extend(PluginTool::for_plugin(
                     plugin,
                     grants,

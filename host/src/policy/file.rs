@@ -1,22 +1,60 @@
 //! The settings files: `corral.toml` at the workspace root, and the user's
-//! `~/.config/corral/config.toml` under it. Their shape, and reading them with errors that
-//! name the file, line and column.
+//! `~/.config/corral/config.toml` under it. Their shape, and reading them (once, at most
+//! [`MAX_SETTINGS_BYTES`] each) with errors that name the file, line and column.
 
 use std::collections::BTreeMap;
+use std::io::Read;
 use std::ops::Range;
 use std::path::{Path, PathBuf};
 
 use serde::Deserialize;
 use toml::Spanned;
 
-/// A settings file that cannot be used. Fatal before any model is called: exit code 2.
+use super::store::StoreError;
+use super::trust::sha256_hex;
+use crate::workspace::Workspace;
+
+/// The largest settings file read; a bigger one is an error.
+pub const MAX_SETTINGS_BYTES: u64 = 1024 * 1024;
+
+/// A settings file (or the user's trust and approval records) that cannot be used. Fatal before
+/// any model is called: exit code 2. `line` is 0 when the problem is not at a place in the
+/// file (it cannot be read, it is too large).
 #[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
-#[error("{file}:{line}:{column}: {message}")]
+#[error("{}{message}", location(.file, .line, .column))]
 pub struct PolicyError {
     pub file: PathBuf,
     pub line: usize,
     pub column: usize,
     pub message: String,
+}
+
+fn location(file: &Path, line: &usize, column: &usize) -> String {
+    if *line == 0 {
+        format!("{}: ", file.display())
+    } else {
+        format!("{}:{line}:{column}: ", file.display())
+    }
+}
+
+impl From<StoreError> for PolicyError {
+    fn from(error: StoreError) -> Self {
+        let file = match &error {
+            StoreError::Io { path, .. }
+            | StoreError::TooLarge { path }
+            | StoreError::Malformed { path, .. }
+            | StoreError::Busy { path }
+            | StoreError::NotUtf8 { path } => path.clone(),
+        };
+        let shown = error.to_string();
+        let prefix = format!("{}: ", file.display());
+        PolicyError {
+            message: shown.strip_prefix(&prefix).unwrap_or(&shown).to_string(),
+            file,
+            line: 0,
+            column: 0,
+        }
+    }
 }
 
 /// A settings file as written.
@@ -108,6 +146,8 @@ pub struct PluginSection {
 pub struct Source {
     pub path: PathBuf,
     text: String,
+    /// The sha256 of the bytes read (hex): what trusting the file records.
+    pub sha256: String,
 }
 
 impl Source {
@@ -125,23 +165,35 @@ impl Source {
     }
 }
 
-/// Reads and parses `path`; `Ok(None)` when it does not exist.
+/// Reads and parses `path`; `Ok(None)` when it does not exist. Reads at most
+/// [`MAX_SETTINGS_BYTES`].
 pub fn read(path: &Path) -> Result<Option<(SettingsFile, Source)>, PolicyError> {
-    let text = match std::fs::read_to_string(path) {
-        Ok(text) => text,
-        Err(e) if e.kind() == std::io::ErrorKind::NotFound => return Ok(None),
-        Err(e) => {
-            return Err(PolicyError {
-                file: path.to_path_buf(),
-                line: 0,
-                column: 0,
-                message: e.to_string(),
-            });
-        }
+    let fail = |message: String| PolicyError {
+        file: path.to_path_buf(),
+        line: 0,
+        column: 0,
+        message,
     };
+    let file = match std::fs::File::open(path) {
+        Ok(file) => file,
+        Err(e) if e.kind() == std::io::ErrorKind::NotFound => return Ok(None),
+        Err(e) => return Err(fail(e.to_string())),
+    };
+    let mut bytes = Vec::new();
+    file.take(MAX_SETTINGS_BYTES + 1)
+        .read_to_end(&mut bytes)
+        .map_err(|e| fail(e.to_string()))?;
+    if bytes.len() as u64 > MAX_SETTINGS_BYTES {
+        return Err(fail(format!(
+            "larger than {MAX_SETTINGS_BYTES} bytes; a settings file is not that big"
+        )));
+    }
+    let sha256 = sha256_hex(&bytes);
+    let text = String::from_utf8(bytes).map_err(|_| fail("not UTF-8 text".into()))?;
     let source = Source {
         path: path.to_path_buf(),
         text,
+        sha256,
     };
     match toml::from_str::<SettingsFile>(&source.text) {
         Ok(file) => Ok(Some((file, source))),
@@ -149,5 +201,38 @@ pub fn read(path: &Path) -> Result<Option<(SettingsFile, Source)>, PolicyError> 
             let message = e.message().trim().to_string();
             Err(source.error(e.span().unwrap_or(0..0), message))
         }
+    }
+}
+
+/// The settings files of one workspace, read once: the user's file and the workspace's
+/// `corral.toml`. Their bytes, read here, are what is parsed, hashed and trusted, so the file
+/// trusted is the file applied, and a change made later (during the run) never takes effect.
+#[derive(Debug, Clone, Default)]
+pub struct SettingsFiles {
+    pub(super) user: Option<(SettingsFile, Source)>,
+    pub(super) workspace: Option<(SettingsFile, Source)>,
+}
+
+impl SettingsFiles {
+    /// Reads the user's file (if given and present), then `<workspace>/corral.toml` (if
+    /// present). A file that is not valid TOML of the right shape is an error naming its line
+    /// and column.
+    pub fn read(workspace: &Workspace, user: Option<&Path>) -> Result<Self, PolicyError> {
+        let user = match user {
+            Some(path) => read(path)?,
+            None => None,
+        };
+        let workspace = read(&workspace.root().join(super::WORKSPACE_FILE))?;
+        Ok(Self { user, workspace })
+    }
+
+    /// The workspace's `corral.toml`, when there is one.
+    pub fn workspace_file(&self) -> Option<&Path> {
+        self.workspace.as_ref().map(|(_, s)| s.path.as_path())
+    }
+
+    /// The sha256 of the workspace file's bytes, when there is one.
+    pub fn workspace_sha256(&self) -> Option<&str> {
+        self.workspace.as_ref().map(|(_, s)| s.sha256.as_str())
     }
 }

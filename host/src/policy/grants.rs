@@ -14,6 +14,7 @@ use wasmtime_wasi::cli::StdoutStream;
 use wasmtime_wasi::filesystem::WasiFilesystemCtx;
 use wasmtime_wasi::{FsPerms, WasiCtx, WasiCtxBuilder};
 
+use super::patterns::{EnvName, HostPattern};
 use crate::workspace::guard::{FileId, Guard};
 
 /// The guest path at which granted workspace folders appear.
@@ -133,9 +134,9 @@ pub struct Grants {
     /// Granted folders (and the read-only view of granted files), opened once.
     pub files: Files,
     /// Hosts the plugin may send HTTP requests to: `host`, `host:port`, `*.domain`, `*`.
-    pub network: Vec<String>,
+    pub network: Vec<HostPattern>,
     /// Environment variables the plugin sees, with corral's values.
-    pub env: Vec<String>,
+    pub env: Vec<EnvName>,
 }
 
 impl Grants {
@@ -150,8 +151,8 @@ impl Grants {
         let mut builder = WasiCtxBuilder::new();
         builder.stdout(stdout).stderr(stderr);
         for name in &self.env {
-            if let Ok(value) = std::env::var(name) {
-                builder.env(name, value);
+            if let Ok(value) = std::env::var(name.as_str()) {
+                builder.env(name.as_str(), value);
             }
         }
         let mut ctx = builder.build();
@@ -159,33 +160,12 @@ impl Grants {
         ctx
     }
 
-    /// Whether an HTTP request to `host:port` over `scheme` is granted.
+    /// Whether an HTTP request to `host` (a URL's host: a name, an IPv4 address or a bracketed
+    /// IPv6 address) on `port` is granted: some granted [`HostPattern`] allows it.
     pub fn allows_host(&self, host: &str, port: u16) -> bool {
-        let host = host.trim_end_matches('.').to_ascii_lowercase();
         self.network
             .iter()
-            .any(|pattern| host_matches(pattern, &host, port))
-    }
-}
-
-/// Matches `host`/`port` against one grant: `*`, `host`, `host:port`, `*.domain[:port]`.
-fn host_matches(pattern: &str, host: &str, port: u16) -> bool {
-    let pattern = pattern.trim().to_ascii_lowercase();
-    if pattern == "*" {
-        return true;
-    }
-    let (name, want_port) = match pattern.rsplit_once(':') {
-        Some((name, p)) if !name.contains(':') || name.starts_with('[') => {
-            (name.to_string(), p.parse::<u16>().ok())
-        }
-        _ => (pattern.clone(), None),
-    };
-    if want_port.is_some_and(|p| p != port) {
-        return false;
-    }
-    match name.strip_prefix("*.") {
-        Some(domain) => host.len() > domain.len() + 1 && host.ends_with(&format!(".{domain}")),
-        None => name == host,
+            .any(|pattern| pattern.allows(host, port))
     }
 }
 
@@ -196,11 +176,15 @@ mod tests {
     #[test]
     fn host_patterns() {
         let g = Grants {
-            network: vec![
-                "api.github.com".into(),
-                "*.example.com:443".into(),
-                "127.0.0.1:8080".into(),
-            ],
+            network: [
+                "api.github.com",
+                "*.example.com:443",
+                "127.0.0.1:8080",
+                "[::1]",
+            ]
+            .iter()
+            .map(|p| HostPattern::parse(p).unwrap())
+            .collect(),
             ..Default::default()
         };
         assert!(g.allows_host("api.github.com", 443));
@@ -212,6 +196,10 @@ mod tests {
         assert!(!g.allows_host("evilexample.com", 443));
         assert!(g.allows_host("127.0.0.1", 8080));
         assert!(!g.allows_host("127.0.0.1", 8081));
+        assert!(
+            g.allows_host("[::1]", 8081),
+            "an IPv6 grant without a port allows every port"
+        );
         assert!(!Grants::default().allows_host("api.github.com", 443));
     }
 }
