@@ -626,6 +626,27 @@ memory_mb = 1024
         assert_eq!(p.plugin("grep").limits.timeout, Duration::from_millis(100));
     }
 
+    /// `background_timeout_secs = 0` is no timeout at all, the widest setting: an untrusted
+    /// file cannot take the default timeout away, a trusted one can, and a shorter timeout is
+    /// a narrowing either way.
+    #[test]
+    fn no_background_timeout_is_a_widening() {
+        let none = "[shell]\nbackground_timeout_secs = 0\n";
+        let p = load("", none, TrustStatus::Untrusted);
+        assert_eq!(p.background_timeout, None, "the default stays");
+        assert_eq!(ignored(&p), ["[shell] background_timeout_secs"]);
+        let p = load("", none, TrustStatus::Trusted);
+        assert_eq!(p.background_timeout, Some(Duration::ZERO));
+        let shorter = "[shell]\nbackground_timeout_secs = 60\n";
+        let p = load(
+            "[shell]\nbackground_timeout_secs = 0\n",
+            shorter,
+            TrustStatus::Untrusted,
+        );
+        assert_eq!(p.background_timeout, Some(Duration::from_secs(60)));
+        assert!(p.trust.ignored.is_empty());
+    }
+
     /// Malformed files are errors whether trusted or not: trust is about what a valid file may
     /// do, never a reason to accept a broken one.
     #[test]
