@@ -183,11 +183,12 @@ fn shell_durations_in_corral_toml_are_bounded() {
 }
 
 /// `background_timeout_secs = 0` means no default timeout: the model is told so, and a task it
-/// starts without one is not killed.
+/// starts without one is not killed. (No timeout is a widening: it takes a trusted file.)
 #[test]
 fn a_zero_background_default_is_no_timeout() {
     let corral = Corral::new();
     corral.write("corral.toml", "[shell]\nbackground_timeout_secs = 0\n");
+    corral.trust();
     let server = ScriptedServer::start(vec![
         Turn::tools(vec![tool_use(
             "bg",
