@@ -19,12 +19,14 @@
 //! - [`llm`]: the provider trait, one module per wire protocol, SSE framing, retries.
 //! - [`background`]: the background manager: tasks, their output, the notification queue.
 //! - [`tools`]: the tool trait, the registry, input checking, the built-in tools.
-//! - [`plugins`]: wasmtime: the engine, loading and caching, per-call stores, limits, grants.
+//! - [`plugins`]: wasmtime: the engine, loading and caching, async per-call stores, limits,
+//!   the guarded filesystem (`fs_guard`), the host imports.
 //! - [`policy`]: `corral.toml`: what the shell and each plugin may touch; deny by default; the
 //!   user's records of trusted workspace files and approved plugin components.
 //! - [`process`]: spawning a command in its own process group, bounded output, containment
 //!   (nothing a command starts outlives it), the task journal, what `/proc` says.
-//! - [`workspace`]: the workspace root and the path rules of the built-in tools.
+//! - [`workspace`]: the workspace root as a handle, resolving paths beneath it, and the guard of
+//!   the entries nothing corral runs may touch (`corral.toml`, `.corral/`).
 //! - [`config`]: the agent's settings.
 
 pub mod agent;

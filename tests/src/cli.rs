@@ -125,6 +125,27 @@ impl Corral {
         self.run(None, &["policy", "approve"]).assert_code(0);
     }
 
+    /// Copies the named plugins (built from source) into the workspace's `.corral/plugins`.
+    pub fn install(&self, names: &[&str]) -> PathBuf {
+        crate::plugins::install(self.workspace.path(), names)
+    }
+
+    /// Runs one model turn calling `calls`, then a closing turn, and checks the requests kept
+    /// the API's rules; returns each tool result as (is_error, text), in call order.
+    pub fn call_tools(&self, calls: Vec<Value>) -> Vec<(bool, String)> {
+        let server = ScriptedServer::start(vec![
+            crate::server::Turn::tools(calls).into(),
+            crate::server::Turn::text("done").into(),
+        ]);
+        self.run(Some(&server), &["run", "go"]).assert_code(0);
+        server.assert_clean();
+        let body = server.bodies().pop().expect("a request");
+        crate::server::tool_results(&body)
+            .into_iter()
+            .map(|r| (r.is_error, r.content))
+            .collect()
+    }
+
     /// The session files of the workspace.
     pub fn sessions(&self) -> Vec<PathBuf> {
         let dir = self.path(".corral/sessions");

@@ -14,6 +14,7 @@ pub mod cargo;
 pub mod cli;
 pub mod openai_rules;
 pub mod openai_server;
+pub mod plugins;
 pub mod pty;
 pub mod rules;
 pub mod scripted;

@@ -5,7 +5,6 @@
 
 #![allow(clippy::unwrap_used, clippy::expect_used)]
 
-use std::path::Path;
 use std::sync::Arc;
 use std::time::{Duration, Instant};
 
@@ -16,32 +15,20 @@ use corral::workspace::Workspace;
 use corral_tests::{Corral, ScriptedServer, Turn, tool_use};
 use serde_json::{Value, json};
 
-fn install(dir: &Path, names: &[&str]) {
-    let plugins = dir.join(".corral/plugins");
-    std::fs::create_dir_all(&plugins).unwrap();
-    for name in names {
-        let built = Path::new(env!("CORRAL_TEST_PLUGINS")).join(format!("{name}.wasm"));
-        std::fs::copy(built, plugins.join(format!("{name}.wasm"))).unwrap();
-    }
-}
-
 /// Each misbehaving manifest is skipped with one line naming its file and cause; the good
 /// plugin loads; the start does not wait out a 30 s sleep or a loop (their deadline is 2 s and
 /// they load at once); a second start is as quick.
 #[test]
 fn manifests_that_misbehave_are_skipped_quickly() {
     let corral = Corral::new();
-    install(
-        corral.workspace.path(),
-        &[
-            "misbehave",
-            "badmanifest_sleep",
-            "badmanifest_print",
-            "badmanifest_panic",
-            "badmanifest_loop",
-            "badmanifest_huge",
-        ],
-    );
+    corral.install(&[
+        "misbehave",
+        "badmanifest_sleep",
+        "badmanifest_print",
+        "badmanifest_panic",
+        "badmanifest_loop",
+        "badmanifest_huge",
+    ]);
     for round in ["first start", "second start"] {
         let started = Instant::now();
         let out = corral.run(None, &["plugins"]);
@@ -71,7 +58,7 @@ fn manifests_that_misbehave_are_skipped_quickly() {
 #[test]
 fn escapes_in_a_manifest_are_stripped() {
     let corral = Corral::new();
-    install(corral.workspace.path(), &["badmanifest_osc"]);
+    corral.install(&["badmanifest_osc"]);
     let out = corral.run(None, &["plugins"]);
     out.assert_code(0);
     assert!(out.stdout.contains("innocent"), "{}", out.stdout);
@@ -92,7 +79,7 @@ fn open_fds() -> usize {
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn abandoned_calls_give_everything_back() {
     let dir = tempfile::tempdir().unwrap();
-    install(dir.path(), &["misbehave"]);
+    corral_tests::plugins::install(dir.path(), &["misbehave"]);
     std::fs::create_dir_all(dir.path().join("data")).unwrap();
     std::fs::write(dir.path().join("data/f.txt"), "x").unwrap();
     std::fs::write(
@@ -119,7 +106,13 @@ async fn abandoned_calls_give_everything_back() {
     assert!(found.errors.is_empty(), "{:?}", found.errors);
     let (tools, problems) = found.tools(&workspace, &policy);
     assert!(problems.is_empty(), "{problems:?}");
-    let tool = |name: &str| tools.iter().find(|t| t.spec().name == name).unwrap().clone();
+    let tool = |name: &str| {
+        tools
+            .iter()
+            .find(|t| t.spec().name == name)
+            .unwrap()
+            .clone()
+    };
     let (hold, echo) = (tool("hold"), tool("echo"));
 
     // Warm up whatever is opened once (the engine's pool, tokio's blocking threads).
@@ -158,7 +151,10 @@ async fn abandoned_calls_give_everything_back() {
             .all(|r| matches!(r, Err(ToolError::Timeout(_)))),
         "{results:?}"
     );
-    assert!(took < Duration::from_secs(30), "64 blocked calls took {took:?}");
+    assert!(
+        took < Duration::from_secs(30),
+        "64 blocked calls took {took:?}"
+    );
     let echoed = echo.call(json!({"after": 64})).await.unwrap();
     assert_eq!(echoed, r#"{"after":64}"#);
     tokio::time::sleep(Duration::from_millis(300)).await;
@@ -175,7 +171,7 @@ async fn abandoned_calls_give_everything_back() {
 #[test]
 fn floods_are_capped_and_said_so() {
     let corral = Corral::new();
-    install(corral.workspace.path(), &["misbehave"]);
+    corral.install(&["misbehave"]);
     let osc = "clip\u{1b}]52;c;cm0gLXJmIH4=\u{7}board";
     let server = ScriptedServer::start(vec![
         Turn::tools(vec![tool_use(
@@ -192,12 +188,20 @@ fn floods_are_capped_and_said_so() {
     let body = server.bodies().pop().unwrap();
     let result = &corral_tests::tool_results(&body)[0];
     assert!(!result.is_error, "{}", result.content);
-    assert!(result.content.len() < 32_000, "{} bytes to the model", result.content.len());
+    assert!(
+        result.content.len() < 32_000,
+        "{} bytes to the model",
+        result.content.len()
+    );
     assert!(
         result.content.starts_with("BEGIN") && result.content.contains("END"),
         "head and tail kept"
     );
-    assert!(result.content.contains("bytes of log dropped"), "{}", &result.content[result.content.len() - 400..]);
+    assert!(
+        result.content.contains("bytes of log dropped"),
+        "{}",
+        &result.content[result.content.len() - 400..]
+    );
     let path = result
         .content
         .split('`')
@@ -220,9 +224,9 @@ fn floods_are_capped_and_said_so() {
         .filter(|e| e["type"] == "plugin_log")
         .collect();
     assert!(
-        messages
-            .iter()
-            .any(|e| e["message"].as_str().is_some_and(|m| m.contains("clip]52;c;"))),
+        messages.iter().any(|e| e["message"]
+            .as_str()
+            .is_some_and(|m| m.contains("clip]52;c;"))),
         "the line is kept, stripped"
     );
     for m in &messages {

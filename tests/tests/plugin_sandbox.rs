@@ -11,15 +11,6 @@ use std::path::Path;
 use corral_tests::{Corral, ScriptedServer, Turn, tool_use};
 use serde_json::{Value, json};
 
-fn install(corral: &Corral, names: &[&str]) {
-    let dir = corral.path(".corral/plugins");
-    std::fs::create_dir_all(&dir).unwrap();
-    for name in names {
-        let built = Path::new(env!("CORRAL_TEST_PLUGINS")).join(format!("{name}.wasm"));
-        std::fs::copy(built, dir.join(format!("{name}.wasm"))).unwrap();
-    }
-}
-
 /// Writes the workspace's policy as the user would (and trusts it where trust is asked).
 fn policy(corral: &Corral, text: &str) {
     corral.write("corral.toml", text);
@@ -72,19 +63,6 @@ fn outcomes(text: &str) -> Vec<(String, bool, String)> {
         .collect()
 }
 
-/// Runs one turn calling `calls` (then a closing turn); returns each result (is_error, text).
-fn call_tools(corral: &Corral, calls: Vec<Value>) -> Vec<(bool, String)> {
-    let server = ScriptedServer::start(vec![Turn::tools(calls).into(), Turn::text("done").into()]);
-    let out = corral.run(Some(&server), &["run", "go"]);
-    out.assert_code(0);
-    server.assert_clean();
-    let body = server.bodies().pop().unwrap();
-    corral_tests::tool_results(&body)
-        .into_iter()
-        .map(|r| (r.is_error, r.content))
-        .collect()
-}
-
 fn fs(id: &str, ops: Value) -> Value {
     tool_use(id, "fs", json!({ "ops": ops }))
 }
@@ -97,7 +75,7 @@ fn fs(id: &str, ops: Value) -> Value {
 fn a_plugin_cannot_rewrite_its_own_policy() {
     let corral = Corral::new();
     let outside = Outside::new();
-    install(&corral, &["misbehave"]);
+    corral.install(&["misbehave"]);
     let grants = "[plugin.misbehave]\nread = [\".\"]\nwrite = [\".\"]\n";
     policy(&corral, grants);
     std::fs::create_dir_all(corral.path("docs")).unwrap();
@@ -106,30 +84,27 @@ fn a_plugin_cannot_rewrite_its_own_policy() {
     std::os::unix::fs::symlink(".corral", corral.path("state")).unwrap();
     std::fs::hard_link(corral.path("corral.toml"), corral.path("notes.txt")).unwrap();
     let evil = "[plugin.misbehave]\nnetwork = [\"*\"]\nenv = [\"*\"]\n";
-    let got = call_tools(
-        &corral,
-        vec![fs(
-            "attack",
-            json!([
-                {"op": "write", "path": "corral.toml", "text": evil},
-                {"op": "read", "path": "corral.toml"},
-                {"op": "write", "path": ".corral/plugins/evil.wasm", "text": "\0asm"},
-                {"op": "mkdir", "path": ".corral/plugins/sub"},
-                {"op": "read", "path": ".corral/sessions"},
-                {"op": "rename", "from": ".corral", "to": "moved"},
-                {"op": "remove_all", "path": ".corral"},
-                {"op": "rename", "from": "corral.toml", "to": "old.toml"},
-                {"op": "remove", "path": "corral.toml"},
-                {"op": "symlink", "target": "corral.toml", "link": "cfg"},
-                {"op": "hardlink", "from": "corral.toml", "link": "alias.toml"},
-                {"op": "write", "path": "docs/config", "text": evil},
-                {"op": "write", "path": "state/plugins/evil.wasm", "text": "\0asm"},
-                {"op": "write", "path": "notes.txt", "text": evil},
-                {"op": "list", "path": "."},
-                {"op": "write", "path": "allowed.txt", "text": "fine"},
-            ]),
-        )],
-    );
+    let got = corral.call_tools(vec![fs(
+        "attack",
+        json!([
+            {"op": "write", "path": "corral.toml", "text": evil},
+            {"op": "read", "path": "corral.toml"},
+            {"op": "write", "path": ".corral/plugins/evil.wasm", "text": "\0asm"},
+            {"op": "mkdir", "path": ".corral/plugins/sub"},
+            {"op": "read", "path": ".corral/sessions"},
+            {"op": "rename", "from": ".corral", "to": "moved"},
+            {"op": "remove_all", "path": ".corral"},
+            {"op": "rename", "from": "corral.toml", "to": "old.toml"},
+            {"op": "remove", "path": "corral.toml"},
+            {"op": "symlink", "target": "corral.toml", "link": "cfg"},
+            {"op": "hardlink", "from": "corral.toml", "link": "alias.toml"},
+            {"op": "write", "path": "docs/config", "text": evil},
+            {"op": "write", "path": "state/plugins/evil.wasm", "text": "\0asm"},
+            {"op": "write", "path": "notes.txt", "text": evil},
+            {"op": "list", "path": "."},
+            {"op": "write", "path": "allowed.txt", "text": "fine"},
+        ]),
+    )]);
     assert!(!got[0].0, "{:?}", got[0]);
     let report = outcomes(&got[0].1);
     for (op, ok, detail) in &report[..14] {
@@ -138,7 +113,9 @@ fn a_plugin_cannot_rewrite_its_own_policy() {
     let (_, listed, names) = &report[14];
     assert!(*listed, "{report:?}");
     assert!(
-        !names.split(',').any(|n| n == ".corral" || n == "corral.toml"),
+        !names
+            .split(',')
+            .any(|n| n == ".corral" || n == "corral.toml"),
         "the root listing shows protected entries: {names}"
     );
     assert!(report[15].1, "an ordinary write works: {report:?}");
@@ -150,7 +127,11 @@ fn a_plugin_cannot_rewrite_its_own_policy() {
         "the result names the rule: {}",
         got[0].1
     );
-    assert_eq!(corral.read("corral.toml"), grants, "the policy is unchanged");
+    assert_eq!(
+        corral.read("corral.toml"),
+        grants,
+        "the policy is unchanged"
+    );
     assert!(!corral.path(".corral/plugins/evil.wasm").exists());
     assert!(corral.path(".corral/sessions").is_dir());
     assert!(!corral.path("cfg").exists() && !corral.path("alias.toml").exists());
@@ -163,36 +144,40 @@ fn a_plugin_cannot_rewrite_its_own_policy() {
 fn a_plugin_symlink_must_stay_in_its_grant() {
     let corral = Corral::new();
     let outside = Outside::new();
-    install(&corral, &["misbehave"]);
+    corral.install(&["misbehave"]);
     std::fs::create_dir_all(corral.path("out/sub")).unwrap();
     corral.write("out/sub/a.txt", "a");
     corral.write("README.md", "readme");
     policy(&corral, "[plugin.misbehave]\nwrite = [\"out/\"]\n");
     let escape = format!("../../..{}", outside.path().display());
-    let got = call_tools(
-        &corral,
-        vec![fs(
-            "links",
-            json!([
-                {"op": "symlink", "target": "../README.md", "link": "out/readme"},
-                {"op": "symlink", "target": escape, "link": "out/escape"},
-                {"op": "symlink", "target": outside.path().display().to_string(), "link": "out/abs"},
-                {"op": "symlink", "target": "sub/../../x", "link": "out/sneaky"},
-                {"op": "symlink", "target": "sub/a.txt", "link": "out/fine"},
-                {"op": "read", "path": "out/fine"},
-            ]),
-        )],
-    );
+    let got = corral.call_tools(vec![fs(
+        "links",
+        json!([
+            {"op": "symlink", "target": "../README.md", "link": "out/readme"},
+            {"op": "symlink", "target": escape, "link": "out/escape"},
+            {"op": "symlink", "target": outside.path().display().to_string(), "link": "out/abs"},
+            {"op": "symlink", "target": "sub/../../x", "link": "out/sneaky"},
+            {"op": "symlink", "target": "sub/a.txt", "link": "out/fine"},
+            {"op": "read", "path": "out/fine"},
+        ]),
+    )]);
     let report = outcomes(&got[0].1);
     for (op, ok, detail) in &report[..4] {
         assert!(!ok, "{op} was allowed: {detail}");
     }
     assert!(report[4].1 && report[5].1, "{report:?}");
     assert_eq!(report[5].2, "a");
-    assert!(got[0].1.contains("leads outside the plugin's grant"), "{}", got[0].1);
+    assert!(
+        got[0].1.contains("leads outside the plugin's grant"),
+        "{}",
+        got[0].1
+    );
     for name in ["readme", "escape", "abs", "sneaky"] {
         assert!(
-            corral.path(&format!("out/{name}")).symlink_metadata().is_err(),
+            corral
+                .path(&format!("out/{name}"))
+                .symlink_metadata()
+                .is_err(),
             "out/{name} was created"
         );
     }
@@ -205,7 +190,7 @@ fn a_plugin_symlink_must_stay_in_its_grant() {
 fn a_folder_swapped_for_a_link_after_the_start_leads_nowhere() {
     let corral = Corral::new();
     let outside = Outside::new();
-    install(&corral, &["misbehave"]);
+    corral.install(&["misbehave"]);
     corral.write("out/in/file.txt", "inside");
     policy(
         &corral,
@@ -216,7 +201,11 @@ fn a_folder_swapped_for_a_link_after_the_start_leads_nowhere() {
         outside.path().display()
     );
     let server = ScriptedServer::start(vec![
-        Turn::tools(vec![fs("before", json!([{"op": "read", "path": "out/in/file.txt"}]))]).into(),
+        Turn::tools(vec![fs(
+            "before",
+            json!([{"op": "read", "path": "out/in/file.txt"}]),
+        )])
+        .into(),
         Turn::tools(vec![tool_use("swap", "bash", json!({ "command": swap }))]).into(),
         Turn::tools(vec![fs(
             "after",
@@ -239,7 +228,10 @@ fn a_folder_swapped_for_a_link_after_the_start_leads_nowhere() {
     assert!(!report[0].1, "read through the swapped link: {report:?}");
     assert!(report.iter().all(|(_, _, d)| d != "canary"), "{report:?}");
     // The read-only grant still means the folder it was: moved, but the same folder.
-    assert_eq!(report[2], ("read out/in/file.txt".into(), true, "inside".into()));
+    assert_eq!(
+        report[2],
+        ("read out/in/file.txt".into(), true, "inside".into())
+    );
     outside.assert_untouched();
 }
 
@@ -249,7 +241,7 @@ fn a_folder_swapped_for_a_link_after_the_start_leads_nowhere() {
 fn views_are_never_built_through_a_symlink() {
     let corral = Corral::new();
     let outside = Outside::new();
-    install(&corral, &["misbehave"]);
+    corral.install(&["misbehave"]);
     corral.write("docs/a.md", "# a");
     policy(&corral, "[plugin.misbehave]\nread = [\"docs/*.md\"]\n");
     std::os::unix::fs::symlink(outside.path(), corral.path(".corral/views")).unwrap();
@@ -257,7 +249,8 @@ fn views_are_never_built_through_a_symlink() {
     let out = corral.run(Some(&server), &["run", "go"]);
     out.assert_code(0);
     assert!(
-        out.stderr.contains("plugin misbehave skipped: its grants could not be prepared"),
+        out.stderr
+            .contains("plugin misbehave skipped: its grants could not be prepared"),
         "{}",
         out.stderr
     );
@@ -266,7 +259,10 @@ fn views_are_never_built_through_a_symlink() {
     std::fs::remove_file(corral.path(".corral/views")).unwrap();
     let rel = format!("../../..{}", outside.path().display());
     std::os::unix::fs::symlink(&rel, corral.path(".corral/views")).unwrap();
-    let out = corral.run(Some(&ScriptedServer::start(vec![Turn::text("done").into()])), &["run", "go"]);
+    let out = corral.run(
+        Some(&ScriptedServer::start(vec![Turn::text("done").into()])),
+        &["run", "go"],
+    );
     out.assert_code(0);
     outside.assert_untouched();
 }
@@ -280,6 +276,10 @@ fn a_symlinked_state_folder_is_refused() {
     std::os::unix::fs::symlink(outside.path(), corral.path(".corral")).unwrap();
     let out = corral.run(None, &["run", "go"]);
     out.assert_code(2);
-    assert!(out.stderr.contains("a real `.corral` folder"), "{}", out.stderr);
+    assert!(
+        out.stderr.contains("a real `.corral` folder"),
+        "{}",
+        out.stderr
+    );
     outside.assert_untouched();
 }

@@ -2,24 +2,8 @@
 
 #![allow(clippy::unwrap_used, clippy::expect_used)]
 
-use std::path::{Path, PathBuf};
-
 use corral_tests::{Corral, ScriptedServer, Turn, tool_use};
 use serde_json::{Value, json};
-
-fn built(name: &str) -> PathBuf {
-    Path::new(env!("CORRAL_TEST_PLUGINS")).join(format!("{name}.wasm"))
-}
-
-/// A plugin folder holding copies of the named plugins.
-fn plugin_dir(corral: &Corral, names: &[&str]) -> PathBuf {
-    let dir = corral.path(".corral/plugins");
-    std::fs::create_dir_all(&dir).unwrap();
-    for name in names {
-        std::fs::copy(built(name), dir.join(format!("{name}.wasm"))).unwrap();
-    }
-    dir
-}
 
 /// The tool results of the last message of a request, as (is_error, content).
 fn results(body: &Value) -> Vec<(bool, String)> {
@@ -34,7 +18,7 @@ fn results(body: &Value) -> Vec<(bool, String)> {
 #[test]
 fn a_plugin_tool_is_offered_and_called() {
     let corral = Corral::new();
-    plugin_dir(&corral, &["jq"]);
+    corral.install(&["jq"]);
     let server = ScriptedServer::start(vec![
         Turn::tools(vec![
             tool_use("q", "jq", json!({"filter": ".items[] | .name", "json": "{\"items\":[{\"name\":\"a\"},{\"name\":\"b\"}]}"})),
@@ -68,7 +52,7 @@ fn a_plugin_tool_is_offered_and_called() {
 #[test]
 fn misbehaving_plugins_are_contained() {
     let corral = Corral::new();
-    plugin_dir(&corral, &["misbehave"]);
+    corral.install(&["misbehave"]);
     let mut script = Vec::new();
     for (i, (tool, input)) in [
         ("spin", json!({})),
@@ -119,7 +103,7 @@ fn misbehaving_plugins_are_contained() {
 #[test]
 fn corrupt_plugins_are_skipped_and_the_cache_is_used() {
     let corral = Corral::new();
-    let dir = plugin_dir(&corral, &["jq", "grep"]);
+    let dir = corral.install(&["jq", "grep"]);
     std::fs::write(dir.join("broken.wasm"), b"\0asm not really").unwrap();
     let list = |corral: &Corral| -> Value {
         let out = corral.run(None, &["plugins", "--json"]);
@@ -178,7 +162,7 @@ fn corrupt_plugins_are_skipped_and_the_cache_is_used() {
 #[test]
 fn plugins_get_nothing_by_default() {
     let corral = Corral::new().env("SECRET_TOKEN", "hunter2");
-    plugin_dir(&corral, &["misbehave"]);
+    corral.install(&["misbehave"]);
     std::os::unix::fs::symlink("/etc", corral.path("etc-link")).unwrap();
     let server = ScriptedServer::start(vec![
         Turn::tools(vec![tool_use("e", "escape", json!({"symlink": "etc-link/passwd", "env": "SECRET_TOKEN", "url": "http://127.0.0.1:9/x"}))]).into(),
@@ -200,7 +184,7 @@ fn plugins_get_nothing_by_default() {
 #[test]
 fn grep_searches_granted_files() {
     let corral = Corral::new();
-    plugin_dir(&corral, &["grep"]);
+    corral.install(&["grep"]);
     corral.write("src/main.rs", "// entry\nfn main() {\n    run();\n}\n");
     corral.write("src/lib.rs", "pub fn run() {}\n");
     corral.write("secret/keys.rs", "fn main() { leak() }\n");
@@ -254,7 +238,7 @@ fn grep_searches_granted_files() {
 #[test]
 fn a_call_blocked_in_the_host_is_cut_at_the_deadline() {
     let corral = Corral::new();
-    plugin_dir(&corral, &["misbehave"]);
+    corral.install(&["misbehave"]);
     corral.write("corral.toml", "[plugin.misbehave]\ntimeout_ms = 1000\n");
     let server = ScriptedServer::start(vec![
         Turn::tools(vec![
@@ -288,7 +272,7 @@ fn a_call_blocked_in_the_host_is_cut_at_the_deadline() {
 #[test]
 fn plugin_output_goes_to_the_log_and_events() {
     let corral = Corral::new().env("RUST_LOG", "corral::plugin=info");
-    plugin_dir(&corral, &["misbehave"]);
+    corral.install(&["misbehave"]);
     let server = ScriptedServer::start(vec![
         Turn::tools(vec![tool_use("n", "noisy", json!({"bytes": 1_000_000}))]).into(),
         Turn::text("quiet now").into(),
@@ -330,10 +314,22 @@ fn plugin_folders_disabled_plugins_and_clashes() {
     let corral = Corral::new();
     let extra = corral.path("tools/wasm");
     std::fs::create_dir_all(&extra).unwrap();
-    std::fs::copy(built("jq"), extra.join("jq.wasm")).unwrap();
-    std::fs::copy(built("jq"), extra.join("jq-copy.wasm")).unwrap();
-    std::fs::copy(built("grep"), extra.join("grep.wasm")).unwrap();
-    std::fs::copy(built("fetch"), extra.join("fetch.wasm")).unwrap();
+    std::fs::copy(corral_tests::plugins::built("jq"), extra.join("jq.wasm")).unwrap();
+    std::fs::copy(
+        corral_tests::plugins::built("jq"),
+        extra.join("jq-copy.wasm"),
+    )
+    .unwrap();
+    std::fs::copy(
+        corral_tests::plugins::built("grep"),
+        extra.join("grep.wasm"),
+    )
+    .unwrap();
+    std::fs::copy(
+        corral_tests::plugins::built("fetch"),
+        extra.join("fetch.wasm"),
+    )
+    .unwrap();
     corral.write(
         "corral.toml",
         "[plugins]\ndirs = [\"tools/wasm\"]\ndisabled = [\"grep\"]\n",

@@ -5,32 +5,10 @@
 
 use std::io::{Read, Write};
 use std::net::TcpListener;
-use std::path::Path;
 use std::sync::{Arc, Mutex};
 
 use corral_tests::{Corral, RunOutput, ScriptedServer, Turn, tool_use};
 use serde_json::{Value, json};
-
-fn install(corral: &Corral, names: &[&str]) {
-    let dir = corral.path(".corral/plugins");
-    std::fs::create_dir_all(&dir).unwrap();
-    for name in names {
-        let built = Path::new(env!("CORRAL_TEST_PLUGINS")).join(format!("{name}.wasm"));
-        std::fs::copy(built, dir.join(format!("{name}.wasm"))).unwrap();
-    }
-}
-
-/// Runs one model turn calling `calls`, then ends; returns the tool results (is_error, text).
-fn call_tools(corral: &Corral, calls: Vec<Value>) -> Vec<(bool, String)> {
-    let server = ScriptedServer::start(vec![Turn::tools(calls).into(), Turn::text("done").into()]);
-    corral.run(Some(&server), &["run", "go"]).assert_code(0);
-    server.assert_clean();
-    let body = server.bodies().pop().unwrap();
-    corral_tests::tool_results(&body)
-        .into_iter()
-        .map(|r| (r.is_error, r.content))
-        .collect()
-}
 
 /// A plain HTTP server on 127.0.0.1:0 answering `hello` and recording each request's head.
 struct Web {
@@ -70,7 +48,7 @@ impl Web {
 #[test]
 fn files_denied_then_granted() {
     let corral = Corral::new();
-    install(&corral, &["jq", "misbehave"]);
+    corral.install(&["jq", "misbehave"]);
     corral.write("data/a.json", r#"{"v": 1}"#);
     corral.write("secret/b.json", r#"{"v": 2}"#);
     corral.write("docs/guide.md", "# guide");
@@ -78,28 +56,25 @@ fn files_denied_then_granted() {
     let read = |path: &str| tool_use(path, "jq", json!({"filter": ".v", "path": path}));
 
     // Nothing granted: nothing readable.
-    let got = call_tools(&corral, vec![read("data/a.json")]);
+    let got = corral.call_tools(vec![read("data/a.json")]);
     assert!(got[0].0, "{:?}", got[0]);
 
     corral.write("corral.toml", "[plugin.jq]\nread = [\"data/\"]\n\n[plugin.misbehave]\nread = [\"data/\"]\nwrite = [\"out/\"]\n");
     corral.trust();
-    let got = call_tools(
-        &corral,
-        vec![
-            read("data/a.json"),
-            read("secret/b.json"),
-            tool_use(
-                "w1",
-                "write_file_wasm",
-                json!({"path": "data/new.txt", "content": "x"}),
-            ),
-            tool_use(
-                "w2",
-                "write_file_wasm",
-                json!({"path": "out/new.txt", "content": "written"}),
-            ),
-        ],
-    );
+    let got = corral.call_tools(vec![
+        read("data/a.json"),
+        read("secret/b.json"),
+        tool_use(
+            "w1",
+            "write_file_wasm",
+            json!({"path": "data/new.txt", "content": "x"}),
+        ),
+        tool_use(
+            "w2",
+            "write_file_wasm",
+            json!({"path": "out/new.txt", "content": "written"}),
+        ),
+    ]);
     assert_eq!(got[0], (false, "1\n".to_string()), "inside the grant");
     assert!(got[1].0, "outside the grant: {:?}", got[1]);
     assert!(got[2].0, "a read-only grant refuses writes: {:?}", got[2]);
@@ -113,7 +88,7 @@ fn files_denied_then_granted() {
         "[plugin.jq]\nread = [\"docs/**/*.md\", \"data/*.json\"]\n",
     );
     corral.trust();
-    let got = call_tools(&corral, vec![read("data/a.json"), read("secret/b.json")]);
+    let got = corral.call_tools(vec![read("data/a.json"), read("secret/b.json")]);
     assert_eq!(got[0], (false, "1\n".to_string()));
     assert!(got[1].0);
 
@@ -130,14 +105,11 @@ fn files_denied_then_granted() {
         .unwrap()
         .display()
         .to_string();
-    let got = call_tools(
-        &corral,
-        vec![tool_use(
-            "e",
-            "escape",
-            json!({"symlink": "link/x", "host_paths": [format!("{root}/data/a.json")]}),
-        )],
-    );
+    let got = corral.call_tools(vec![tool_use(
+        "e",
+        "escape",
+        json!({"symlink": "link/x", "host_paths": [format!("{root}/data/a.json")]}),
+    )]);
     let report: Value = serde_json::from_str(&got[0].1).unwrap();
     assert_eq!(report["all_refused"], true, "{report:#}");
 }
@@ -147,13 +119,12 @@ fn files_denied_then_granted() {
 #[test]
 fn network_denied_then_granted() {
     let corral = Corral::new();
-    install(&corral, &["fetch", "misbehave"]);
+    corral.install(&["fetch", "misbehave"]);
     let allowed = Web::start();
     let denied = Web::start();
     corral.write("corral.toml", &format!("[plugin.fetch]\nnetwork = [\"127.0.0.1:{}\"]\n\n[plugin.misbehave]\nnetwork = [\"127.0.0.1:{}\"]\n", allowed.port, allowed.port));
     corral.trust();
-    let got = call_tools(
-        &corral,
+    let got = corral.call_tools(
         vec![
             tool_use(
                 "ok",
@@ -203,7 +174,7 @@ fn network_denied_then_granted() {
 #[test]
 fn an_ipv6_grant_without_a_port_works() {
     let corral = Corral::new();
-    install(&corral, &["fetch"]);
+    corral.install(&["fetch"]);
     let v6 = Web::start_on("[::1]:0");
     let v4 = Web::start();
     corral.write(
@@ -219,21 +190,18 @@ fn an_ipv6_grant_without_a_port_works() {
         "{}",
         show.stdout
     );
-    let got = call_tools(
-        &corral,
-        vec![
-            tool_use(
-                "v6",
-                "fetch",
-                json!({"url": format!("http://[::1]:{}/hi", v6.port)}),
-            ),
-            tool_use(
-                "v4",
-                "fetch",
-                json!({"url": format!("http://127.0.0.1:{}/hi", v4.port)}),
-            ),
-        ],
-    );
+    let got = corral.call_tools(vec![
+        tool_use(
+            "v6",
+            "fetch",
+            json!({"url": format!("http://[::1]:{}/hi", v6.port)}),
+        ),
+        tool_use(
+            "v4",
+            "fetch",
+            json!({"url": format!("http://127.0.0.1:{}/hi", v4.port)}),
+        ),
+    ]);
     assert!(
         !got[0].0 && got[0].1.starts_with("status: 200") && got[0].1.ends_with("hello"),
         "{:?}",
@@ -254,16 +222,16 @@ fn env_denied_then_granted() {
     let corral = Corral::new()
         .env("GITHUB_TOKEN", "tok-123")
         .env("OTHER_SECRET", "nope");
-    install(&corral, &["misbehave"]);
+    corral.install(&["misbehave"]);
     let ask = |name: &str| tool_use(name, "env_var", json!({"name": name}));
-    let got = call_tools(&corral, vec![ask("GITHUB_TOKEN")]);
+    let got = corral.call_tools(vec![ask("GITHUB_TOKEN")]);
     assert_eq!(got[0].1, "unset");
     corral.write(
         "corral.toml",
         "[plugin.misbehave]\nenv = [\"GITHUB_TOKEN\"]\n",
     );
     corral.trust();
-    let got = call_tools(&corral, vec![ask("GITHUB_TOKEN"), ask("OTHER_SECRET")]);
+    let got = corral.call_tools(vec![ask("GITHUB_TOKEN"), ask("OTHER_SECRET")]);
     assert_eq!(got[0].1, "tok-123");
     assert_eq!(got[1].1, "unset");
 }
@@ -357,14 +325,11 @@ fn the_shell_environment_follows_the_file() {
         .env("KEEP_ME", "kept")
         .env("DROP_ME", "dropped");
     corral.write("corral.toml", "[shell]\nenv = [\"KEEP_ME\"]\n");
-    let got = call_tools(
-        &corral,
-        vec![tool_use(
-            "b",
-            "bash",
-            json!({"command": "echo \"[$KEEP_ME][$DROP_ME]\""}),
-        )],
-    );
+    let got = corral.call_tools(vec![tool_use(
+        "b",
+        "bash",
+        json!({"command": "echo \"[$KEEP_ME][$DROP_ME]\""}),
+    )]);
     assert!(got[0].1.starts_with("[kept][]"), "{:?}", got[0]);
 }
 
@@ -373,7 +338,7 @@ fn the_shell_environment_follows_the_file() {
 #[test]
 fn policy_show_check_and_plugins() {
     let corral = Corral::new();
-    install(&corral, &["jq", "fetch"]);
+    corral.install(&["jq", "fetch"]);
     corral.write("corral.toml", "[plugin.jq]\nread = [\"src/\"]\nnetwork = [\"api.github.com\"]\n\n[plugin.ghost]\nenv = [\"X\"]\n");
     corral.trust();
     let show = corral.run(None, &["policy", "show"]);

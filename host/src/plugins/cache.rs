@@ -86,11 +86,7 @@ impl Compiled {
 /// Loads the component in `bytes`: from the cache when an artifact for exactly these bytes,
 /// this wasmtime and these engine settings exists, else compiled now and stored. A cache that
 /// cannot be read or written only costs a compile.
-pub fn load(
-    engine: &Engine,
-    bytes: &[u8],
-    cache_dir: Option<&Path>,
-) -> wasmtime::Result<Compiled> {
+pub fn load(engine: &Engine, bytes: &[u8], cache_dir: Option<&Path>) -> wasmtime::Result<Compiled> {
     let Some(dir) = cache_dir else {
         return Ok(Compiled {
             component: Component::new(engine, bytes)?,

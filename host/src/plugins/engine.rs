@@ -81,10 +81,10 @@ impl Runtime {
         // `wasi:filesystem/types` again, over wasmtime-wasi's: the same functions behind
         // corral's guard (protected entries, the symlink rule).
         linker.allow_shadowing(true);
-        wasmtime_wasi::p2::bindings::filesystem::types::add_to_linker::<CallState, GuardedFilesystem>(
-            &mut linker,
-            CallState::guarded_fs,
-        )?;
+        wasmtime_wasi::p2::bindings::filesystem::types::add_to_linker::<
+            CallState,
+            GuardedFilesystem,
+        >(&mut linker, CallState::guarded_fs)?;
         linker.allow_shadowing(false);
         wasmtime_wasi_http::p2::add_only_http_to_linker_async(&mut linker)?;
         Plugin::add_to_linker::<_, HasSelf<_>>(&mut linker, |state| state)?;

@@ -27,8 +27,8 @@ use wasmtime_wasi::filesystem::{Descriptor, Dir, WasiFilesystemCtxView};
 use wasmtime_wasi::p2::bindings::filesystem::types::{
     self, ErrorCode, HostDescriptor, HostDirectoryEntryStream, PathFlags,
 };
-use wasmtime_wasi::p2::{FsError, FsResult};
 use wasmtime_wasi::p2::{DynInputStream, DynOutputStream};
+use wasmtime_wasi::p2::{FsError, FsResult};
 
 use crate::workspace::guard::{FileId, Guard, PROTECTED};
 
@@ -154,6 +154,28 @@ impl GuardedFs<'_> {
         Ok(Target { parent, name })
     }
 
+    /// The two targets of a call that names two paths (link, rename): the first followed as
+    /// the call says, the second never; neither is kept if the other is refused.
+    fn targets(
+        &mut self,
+        (fd, path, follow, what): (&Resource<Descriptor>, &str, bool, &str),
+        (new_fd, new_path, new_what): (&Resource<Descriptor>, &str, &str),
+    ) -> FsResult<(Target, Target)> {
+        let old = self.target(fd, path, follow, what)?;
+        match self.target(new_fd, new_path, false, new_what) {
+            Ok(new) => Ok((old, new)),
+            Err(e) => {
+                self.release(old).map_err(FsError::trap)?;
+                Err(e)
+            }
+        }
+    }
+
+    fn release_both(&mut self, a: Target, b: Target) -> FsResult<()> {
+        self.release(a).map_err(FsError::trap)?;
+        self.release(b).map_err(FsError::trap)
+    }
+
     fn release(&mut self, target: Target) -> wasmtime::Result<()> {
         self.inner.table.delete(target.parent)?;
         Ok(())
@@ -166,7 +188,11 @@ impl GuardedFs<'_> {
         path: &str,
         follow: bool,
         what: &str,
-        op: impl AsyncFnOnce(&mut WasiFilesystemCtxView<'_>, Resource<Descriptor>, String) -> FsResult<R>,
+        op: impl AsyncFnOnce(
+            &mut WasiFilesystemCtxView<'_>,
+            Resource<Descriptor>,
+            String,
+        ) -> FsResult<R>,
     ) -> FsResult<R> {
         let target = self.target(fd, path, follow, what)?;
         let parent = Resource::new_borrow(target.parent.rep());
@@ -231,7 +257,9 @@ impl GuardedFs<'_> {
             let parent = rustix::fs::openat(
                 &current,
                 "..",
-                rustix::fs::OFlags::PATH | rustix::fs::OFlags::DIRECTORY | rustix::fs::OFlags::CLOEXEC,
+                rustix::fs::OFlags::PATH
+                    | rustix::fs::OFlags::DIRECTORY
+                    | rustix::fs::OFlags::CLOEXEC,
                 rustix::fs::Mode::empty(),
             )
             .map_err(io)?;
@@ -399,10 +427,20 @@ impl HostDescriptor for GuardedFs<'_> {
         HostDescriptor::sync(&mut self.inner, fd).await
     }
 
-    async fn create_directory_at(&mut self, fd: Resource<Descriptor>, path: String) -> FsResult<()> {
-        self.on_target(&fd, &path, false, "create folder", async |inner, parent, name| {
-            HostDescriptor::create_directory_at(inner, parent, name).await
-        })
+    async fn create_directory_at(
+        &mut self,
+        fd: Resource<Descriptor>,
+        path: String,
+    ) -> FsResult<()> {
+        self.on_target(
+            &fd,
+            &path,
+            false,
+            "create folder",
+            async |inner, parent, name| {
+                HostDescriptor::create_directory_at(inner, parent, name).await
+            },
+        )
         .await
     }
 
@@ -416,9 +454,15 @@ impl HostDescriptor for GuardedFs<'_> {
         path_flags: PathFlags,
         path: String,
     ) -> FsResult<types::DescriptorStat> {
-        self.on_target(&fd, &path, follows(path_flags), STAT, async |inner, parent, name| {
-            HostDescriptor::stat_at(inner, parent, PathFlags::empty(), name).await
-        })
+        self.on_target(
+            &fd,
+            &path,
+            follows(path_flags),
+            STAT,
+            async |inner, parent, name| {
+                HostDescriptor::stat_at(inner, parent, PathFlags::empty(), name).await
+            },
+        )
         .await
     }
 
@@ -430,9 +474,16 @@ impl HostDescriptor for GuardedFs<'_> {
         atim: types::NewTimestamp,
         mtim: types::NewTimestamp,
     ) -> FsResult<()> {
-        self.on_target(&fd, &path, follows(path_flags), "set times of", async |inner, parent, name| {
-            HostDescriptor::set_times_at(inner, parent, PathFlags::empty(), name, atim, mtim).await
-        })
+        self.on_target(
+            &fd,
+            &path,
+            follows(path_flags),
+            "set times of",
+            async |inner, parent, name| {
+                HostDescriptor::set_times_at(inner, parent, PathFlags::empty(), name, atim, mtim)
+                    .await
+            },
+        )
         .await
     }
 
@@ -444,14 +495,10 @@ impl HostDescriptor for GuardedFs<'_> {
         new_descriptor: Resource<Descriptor>,
         new_path: String,
     ) -> FsResult<()> {
-        let old = self.target(&fd, &old_path, follows(old_path_flags), "hard-link")?;
-        let new = match self.target(&new_descriptor, &new_path, false, "hard-link to") {
-            Ok(new) => new,
-            Err(e) => {
-                self.release(old).map_err(FsError::trap)?;
-                return Err(e);
-            }
-        };
+        let (old, new) = self.targets(
+            (&fd, &old_path, follows(old_path_flags), "hard-link"),
+            (&new_descriptor, &new_path, "hard-link to"),
+        )?;
         let result = HostDescriptor::link_at(
             &mut self.inner,
             Resource::new_borrow(old.parent.rep()),
@@ -461,8 +508,7 @@ impl HostDescriptor for GuardedFs<'_> {
             new.name.clone(),
         )
         .await;
-        self.release(old).map_err(FsError::trap)?;
-        self.release(new).map_err(FsError::trap)?;
+        self.release_both(old, new)?;
         result
     }
 
@@ -474,9 +520,16 @@ impl HostDescriptor for GuardedFs<'_> {
         oflags: types::OpenFlags,
         flags: types::DescriptorFlags,
     ) -> FsResult<Resource<Descriptor>> {
-        self.on_target(&fd, &path, follows(path_flags), "open", async |inner, parent, name| {
-            HostDescriptor::open_at(inner, parent, PathFlags::empty(), name, oflags, flags).await
-        })
+        self.on_target(
+            &fd,
+            &path,
+            follows(path_flags),
+            "open",
+            async |inner, parent, name| {
+                HostDescriptor::open_at(inner, parent, PathFlags::empty(), name, oflags, flags)
+                    .await
+            },
+        )
         .await
     }
 
@@ -485,16 +538,30 @@ impl HostDescriptor for GuardedFs<'_> {
     }
 
     async fn readlink_at(&mut self, fd: Resource<Descriptor>, path: String) -> FsResult<String> {
-        self.on_target(&fd, &path, false, "read link", async |inner, parent, name| {
-            HostDescriptor::readlink_at(inner, parent, name).await
-        })
+        self.on_target(
+            &fd,
+            &path,
+            false,
+            "read link",
+            async |inner, parent, name| HostDescriptor::readlink_at(inner, parent, name).await,
+        )
         .await
     }
 
-    async fn remove_directory_at(&mut self, fd: Resource<Descriptor>, path: String) -> FsResult<()> {
-        self.on_target(&fd, &path, false, "remove folder", async |inner, parent, name| {
-            HostDescriptor::remove_directory_at(inner, parent, name).await
-        })
+    async fn remove_directory_at(
+        &mut self,
+        fd: Resource<Descriptor>,
+        path: String,
+    ) -> FsResult<()> {
+        self.on_target(
+            &fd,
+            &path,
+            false,
+            "remove folder",
+            async |inner, parent, name| {
+                HostDescriptor::remove_directory_at(inner, parent, name).await
+            },
+        )
         .await
     }
 
@@ -505,14 +572,10 @@ impl HostDescriptor for GuardedFs<'_> {
         new_fd: Resource<Descriptor>,
         new_path: String,
     ) -> FsResult<()> {
-        let old = self.target(&fd, &old_path, false, "rename")?;
-        let new = match self.target(&new_fd, &new_path, false, "rename to") {
-            Ok(new) => new,
-            Err(e) => {
-                self.release(old).map_err(FsError::trap)?;
-                return Err(e);
-            }
-        };
+        let (old, new) = self.targets(
+            (&fd, &old_path, false, "rename"),
+            (&new_fd, &new_path, "rename to"),
+        )?;
         let result = HostDescriptor::rename_at(
             &mut self.inner,
             Resource::new_borrow(old.parent.rep()),
@@ -521,8 +584,7 @@ impl HostDescriptor for GuardedFs<'_> {
             new.name.clone(),
         )
         .await;
-        self.release(old).map_err(FsError::trap)?;
-        self.release(new).map_err(FsError::trap)?;
+        self.release_both(old, new)?;
         result
     }
 
@@ -569,7 +631,10 @@ impl HostDescriptor for GuardedFs<'_> {
         HostDescriptor::write_via_stream(&mut self.inner, fd, offset)
     }
 
-    fn append_via_stream(&mut self, fd: Resource<Descriptor>) -> FsResult<Resource<DynOutputStream>> {
+    fn append_via_stream(
+        &mut self,
+        fd: Resource<Descriptor>,
+    ) -> FsResult<Resource<DynOutputStream>> {
         HostDescriptor::append_via_stream(&mut self.inner, fd)
     }
 
@@ -609,7 +674,8 @@ impl HostDirectoryEntryStream for GuardedFs<'_> {
         let hide = self.state.root_streams.contains(&stream.rep());
         loop {
             let borrowed = Resource::new_borrow(stream.rep());
-            let entry = HostDirectoryEntryStream::read_directory_entry(&mut self.inner, borrowed).await?;
+            let entry =
+                HostDirectoryEntryStream::read_directory_entry(&mut self.inner, borrowed).await?;
             match entry {
                 Some(e) if hide && PROTECTED.contains(&e.name.as_str()) => continue,
                 other => return Ok(other),

@@ -298,9 +298,16 @@ fn check_manifest(m: &Manifest) -> Result<(), String> {
         if !seen.insert(&tool.name) {
             return Err(format!("it declares the tool `{}` twice", tool.name));
         }
-        if let Some(e) = too_long(&format!("the description of `{}`", tool.name), &tool.description)
-            .or_else(|| too_long(&format!("the schema of `{}`", tool.name), &tool.input_schema))
-        {
+        if let Some(e) = too_long(
+            &format!("the description of `{}`", tool.name),
+            &tool.description,
+        )
+        .or_else(|| {
+            too_long(
+                &format!("the schema of `{}`", tool.name),
+                &tool.input_schema,
+            )
+        }) {
             return Err(e);
         }
         let schema: serde_json::Value = serde_json::from_str(&tool.input_schema)

@@ -96,6 +96,9 @@ mod tests {
     #[test]
     fn terminal_sequences_are_removed() {
         let osc52 = "before\u{1b}]52;c;ZXZpbA==\u{7}after\u{9b}2J\ttab\nline\r";
-        assert_eq!(super::sanitize(osc52), "before]52;c;ZXZpbA==after2J\ttab\nline");
+        assert_eq!(
+            super::sanitize(osc52),
+            "before]52;c;ZXZpbA==after2J\ttab\nline"
+        );
     }
 }

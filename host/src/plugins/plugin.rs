@@ -176,7 +176,10 @@ impl LoadedPlugin {
         let (mut store, captures) = store(runtime, log, "(manifest)", &Grants::default(), limits);
         let call = async {
             let instance = pre.instantiate_async(&mut store).await?;
-            instance.corral_plugin_tools().call_manifest(&mut store).await
+            instance
+                .corral_plugin_tools()
+                .call_manifest(&mut store)
+                .await
         };
         let raw = match tokio::time::timeout(limits.timeout + DROP_SLACK, call).await {
             Err(_) => {
@@ -400,7 +403,12 @@ fn convert(raw: bindings::Manifest) -> Manifest {
         capabilities: Capabilities {
             read: raw.capabilities.read.iter().map(|s| sanitize(s)).collect(),
             write: raw.capabilities.write.iter().map(|s| sanitize(s)).collect(),
-            network: raw.capabilities.network.iter().map(|s| sanitize(s)).collect(),
+            network: raw
+                .capabilities
+                .network
+                .iter()
+                .map(|s| sanitize(s))
+                .collect(),
             env: raw.capabilities.env.iter().map(|s| sanitize(s)).collect(),
         },
     }

@@ -88,7 +88,10 @@ impl PluginTool {
     /// Writes `text` to `.corral/results/<id>.txt`; returns that path, workspace-relative.
     fn keep_whole(&self, text: &str) -> std::io::Result<String> {
         let workspace = self.results.as_ref().ok_or_else(|| {
-            std::io::Error::new(std::io::ErrorKind::Unsupported, "no workspace to keep it in")
+            std::io::Error::new(
+                std::io::ErrorKind::Unsupported,
+                "no workspace to keep it in",
+            )
         })?;
         let state = workspace.state()?;
         state.create_dir_all("results")?;

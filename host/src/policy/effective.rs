@@ -359,7 +359,8 @@ fn build_view(
                 let kind = entry.file_type()?;
                 if kind.is_dir() {
                     let text = name.to_string_lossy();
-                    if text == ".git" || (rel.as_os_str().is_empty() && PROTECTED.contains(&&*text)) {
+                    if text == ".git" || (rel.as_os_str().is_empty() && PROTECTED.contains(&&*text))
+                    {
                         continue;
                     }
                     if let Ok(sub) = dir.open_dir(&name) {

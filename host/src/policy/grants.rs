@@ -74,7 +74,9 @@ pub struct Files {
 
 impl std::fmt::Debug for Files {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
-        f.debug_struct("Files").field("preopens", &self.shown).finish()
+        f.debug_struct("Files")
+            .field("preopens", &self.shown)
+            .finish()
     }
 }
 
