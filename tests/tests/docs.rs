@@ -452,6 +452,14 @@ fn the_full_embedding_example_runs() {
                 "jq",
                 json!({"filter": ".", "path": "private/key.json"}),
             ),
+            // The task's result must reach the model with these results, not after its last
+            // answer (corral would wait for it and ask once more): wait until it has printed,
+            // with a margin for its end to be queued.
+            tool_use(
+                "w",
+                "bash",
+                json!({"command": "until grep -qs built .corral/tasks/*.log; do sleep 0.05; done; sleep 0.5", "timeout_secs": 60}),
+            ),
         ])
         .into(),
         Turn::text("Done.").into(),
