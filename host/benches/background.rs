@@ -24,7 +24,7 @@
 //! when the temp dir has less than 20 GiB free, and the output says so).
 
 use std::io::Write;
-use std::path::Path;
+use std::path::{Path, PathBuf};
 use std::process::{Command, Stdio};
 use std::sync::Arc;
 use std::time::{Duration, Instant};
@@ -193,8 +193,10 @@ fn breakdown(rounds: usize) -> Result<()> {
         .enable_time()
         .build()?;
     let dir = scratch_dir()?;
+    let unconfined = corral::process::Launch::unconfined();
+    let sandboxed = sandboxed_launch(&dir)?;
     type Variant<'a> = (&'a str, Box<dyn Fn() -> Result<Duration> + 'a>);
-    let variants: Vec<Variant> = vec![
+    let mut variants: Vec<Variant> = vec![
         (
             "a. floor: a std thread per task, each Command::status()",
             Box::new(floor_round),
@@ -209,7 +211,7 @@ fn breakdown(rounds: usize) -> Result<()> {
         ),
         (
             "d. corral::process: spawn_shell + GroupChild::run on a thread per task",
-            Box::new(|| process_layer_round(&dir)),
+            Box::new(|| process_layer_round(&dir, &unconfined)),
         ),
         (
             "e. corral BackgroundManager (d + task record, log file, id, notification)",
@@ -224,6 +226,19 @@ fn breakdown(rounds: usize) -> Result<()> {
             Box::new(log_files_round),
         ),
     ];
+    match &sandboxed {
+        Some(launch) => {
+            variants.push((
+                "d2. d in the shell sandbox (helper exec, namespace, Landlock, seccomp, exec sh)",
+                Box::new(|| process_layer_round(&dir, launch)),
+            ));
+            variants.push((
+                "e2. e in the shell sandbox",
+                Box::new(|| corral_round_with(&runtime, launch).map(|(elapsed, _)| elapsed)),
+            ));
+        }
+        None => println!("  (no Landlock here: the sandboxed rows are skipped)"),
+    }
     // Per variant: wall time, CPU time of this process (all its threads), CPU time of its
     // children (the shells). CPU time is less disturbed by a busy machine than wall time.
     let mut times: Vec<[Vec<Duration>; 3]> = vec![Default::default(); variants.len()];
@@ -292,7 +307,7 @@ fn sequential_std_round(cwd: &Path, corral_settings: bool) -> Result<Duration> {
 /// corral's process layer without the manager: a std thread per task, each running
 /// `corral::process::spawn_shell("true")` and supervising it with `GroupChild::run` (one `poll`
 /// for the output, the exit, the deadline and a cancel).
-fn process_layer_round(cwd: &Path) -> Result<Duration> {
+fn process_layer_round(cwd: &Path, launch: &corral::process::Launch) -> Result<Duration> {
     struct Discard;
     impl corral::process::OutputSink for Discard {
         fn write(&mut self, _: &[u8]) -> bool {
@@ -303,13 +318,9 @@ fn process_layer_round(cwd: &Path) -> Result<Duration> {
     let threads: Vec<_> = (0..TASKS)
         .map(|_| {
             let cwd = cwd.to_path_buf();
+            let launch = launch.clone();
             std::thread::spawn(move || -> Result<()> {
-                let child = corral::process::spawn_shell(
-                    "true",
-                    &cwd,
-                    &corral::process::CommandEnv::Inherit,
-                    None,
-                )?;
+                let child = corral::process::spawn_shell("true", &cwd, &launch, None)?;
                 let end = child.run(
                     None,
                     Duration::from_secs(2),
@@ -357,11 +368,36 @@ fn log_files_round() -> Result<Duration> {
 /// queue. The waiting is `NotificationQueue::wait` on a current-thread runtime, so the
 /// measuring thread sleeps instead of spinning on two cores.
 fn corral_round(runtime: &tokio::runtime::Runtime) -> Result<(Duration, Duration)> {
+    corral_round_with(runtime, &corral::process::Launch::unconfined())
+}
+
+/// The shell sandbox as `corral run` applies it by default (`sandbox = "workspace"`, network
+/// off), with the `corral` binary of this build as the helper; `None` without Landlock.
+fn sandboxed_launch(workspace: &Path) -> Result<Option<corral::process::Launch>> {
+    let settings = corral::sandbox::SandboxSettings {
+        helper: Some(PathBuf::from(env!("CARGO_BIN_EXE_corral"))),
+        ..Default::default()
+    };
+    Ok(
+        corral::sandbox::Confinement::new(&settings, workspace)?.map(|confinement| {
+            corral::process::Launch {
+                sandbox: corral::process::Sandboxing::On(Arc::new(confinement)),
+                ..Default::default()
+            }
+        }),
+    )
+}
+
+fn corral_round_with(
+    runtime: &tokio::runtime::Runtime,
+    launch: &corral::process::Launch,
+) -> Result<(Duration, Duration)> {
     let dir = scratch_dir()?;
     let manager = BackgroundManager::new(
         Arc::new(Workspace::open(&dir)?),
         BackgroundConfig {
             max_tasks: 256,
+            launch: launch.clone(),
             ..Default::default()
         },
         |_| {},

@@ -7,8 +7,14 @@
 
 use corral::{Agent, AgentConfig, Event};
 
-#[tokio::main]
-async fn main() -> Result<(), Box<dyn std::error::Error>> {
+fn main() -> Result<(), Box<dyn std::error::Error>> {
+    // First, before any thread starts: when corral runs this program as its shell sandbox's
+    // helper, this confines the process and becomes the command.
+    corral::sandbox::exec_if_helper();
+    tokio::runtime::Runtime::new()?.block_on(run())
+}
+
+async fn run() -> Result<(), Box<dyn std::error::Error>> {
     let mut args = std::env::args().skip(1);
     let workspace = args.next().unwrap_or_else(|| ".".into());
     let prompt = args

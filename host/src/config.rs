@@ -8,6 +8,7 @@ use std::time::Duration;
 use crate::background::BackgroundConfig;
 use crate::llm::RetryPolicy;
 use crate::process::CommandEnv;
+use crate::sandbox::{SandboxSettings, rules::CommandRules};
 
 /// The model used when neither `--model` nor `CORRAL_MODEL` names one.
 pub const DEFAULT_MODEL: &str = "claude-sonnet-4-5";
@@ -64,6 +65,26 @@ pub struct ShellConfig {
     pub max_timeout: Duration,
     /// The environment commands see.
     pub env: CommandEnv,
+    /// Secret-looking variables kept in an inherited environment (`[shell] env_keep`).
+    pub env_keep: Vec<String>,
+    /// The kernel sandbox commands run in ([`crate::sandbox`]).
+    pub sandbox: SandboxSettings,
+    /// `[shell] allow` and `deny`: commands refused before they run.
+    pub rules: CommandRules,
+    /// What a command the sandbox blocked may do: run again outside it, after asking.
+    pub escalation: Escalation,
+}
+
+/// Whether a command the sandbox blocked may run again outside it.
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
+pub enum Escalation {
+    /// Never: the model is told the sandbox blocked it (`corral run`'s default).
+    #[default]
+    Refuse,
+    /// Ask the program's [`crate::AgentBuilder::on_escalation`] handler (`corral chat`).
+    Ask,
+    /// Always (`corral run --allow-escalation`).
+    Allow,
 }
 
 impl Default for ShellConfig {
@@ -73,6 +94,10 @@ impl Default for ShellConfig {
             timeout: Duration::from_secs(120),
             max_timeout: BASH_MAX_TIMEOUT,
             env: CommandEnv::Inherit,
+            env_keep: Vec::new(),
+            sandbox: SandboxSettings::default(),
+            rules: CommandRules::default(),
+            escalation: Escalation::default(),
         }
     }
 }

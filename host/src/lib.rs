@@ -25,6 +25,9 @@
 //!   user's records of trusted workspace files and approved plugin components.
 //! - [`process`]: spawning a command in its own process group, bounded output, containment
 //!   (nothing a command starts outlives it), the task journal, what `/proc` says.
+//! - [`sandbox`]: the shell's kernel confinement (the re-executed helper: a mount namespace,
+//!   Landlock, seccomp), the network proxy for commands, `[shell]` allow/deny rules, asking to
+//!   run a blocked command outside.
 //! - [`workspace`]: the workspace root as a handle, resolving paths beneath it, and the guard of
 //!   the entries nothing corral runs may touch (`corral.toml`, `.corral/`).
 //! - [`config`]: the agent's settings.
@@ -36,6 +39,7 @@ pub mod llm;
 pub mod plugins;
 pub mod policy;
 pub mod process;
+pub mod sandbox;
 pub mod tools;
 pub mod workspace;
 

@@ -8,6 +8,8 @@ use std::process::ExitCode;
 use clap::Parser;
 
 fn main() -> ExitCode {
+    // Started as the shell sandbox's helper, this confines itself and becomes the command.
+    corral::sandbox::exec_if_helper();
     let args = cli::Cli::parse();
     cli::init_tracing();
     let runtime = match tokio::runtime::Builder::new_multi_thread()

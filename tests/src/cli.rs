@@ -67,6 +67,16 @@ impl Corral {
         }
     }
 
+    /// A workspace and a home folder made beneath `base` instead of the temp folder (which the
+    /// shell sandbox lets commands write): for tests of what commands may not write.
+    pub fn in_dir(base: &Path) -> Self {
+        Self {
+            workspace: tempfile::tempdir_in(base).expect("workspace"),
+            home: tempfile::tempdir_in(base).expect("home"),
+            extra_env: Vec::new(),
+        }
+    }
+
     /// The `corral` binary of this build. `cargo test --workspace` builds it (the host crate's
     /// own integration tests need it), next to this test's executable.
     pub fn bin() -> PathBuf {

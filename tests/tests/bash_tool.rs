@@ -7,13 +7,14 @@ use std::sync::Arc;
 use std::time::{Duration, Instant};
 
 use corral::ShellConfig;
+use corral::process::Launch;
 use corral::tools::{BashTool, Tool, ToolError};
 use corral::workspace::Workspace;
 use serde_json::json;
 
 fn bash(dir: &tempfile::TempDir) -> BashTool {
     let ws = Arc::new(Workspace::open(dir.path()).expect("workspace"));
-    BashTool::new(ws, ShellConfig::default())
+    BashTool::new(ws, ShellConfig::default(), Launch::unconfined(), None)
 }
 
 fn pids_in(dir: &tempfile::TempDir, file: &str) -> Vec<i32> {

@@ -134,15 +134,31 @@ fn wait_for(marker: &str) -> String {
     )
 }
 
-/// Through the library, without [`corral::process::adopt_orphans`]: what a `bash` call
-/// `setsid`s away (re-parented to init, out of its group and session) still ends with the call,
-/// found by the token it inherited.
+/// Through the library, without [`corral::process::adopt_orphans`], in the shell sandbox (the
+/// helper `exec`s the shell, so it is the same process): what a `bash` call `setsid`s away
+/// (re-parented to init, out of its group and session) still ends with the call, found by the
+/// token it inherited.
 #[test]
 fn setsid_from_a_library_bash_call_ends_with_it() {
     let _cleanup = Cleanup(&["300.901"]);
     let dir = tempfile::tempdir().unwrap();
     let ws = Arc::new(Workspace::open(dir.path()).unwrap());
-    let bash = BashTool::new(ws, corral::ShellConfig::default());
+    let settings = corral::sandbox::SandboxSettings {
+        helper: Some(corral_tests::Corral::bin()),
+        ..Default::default()
+    };
+    let sandbox = match corral::sandbox::Confinement::new(&settings, ws.root()) {
+        Ok(Some(confinement)) => corral::process::Sandboxing::On(Arc::new(confinement)),
+        _ => {
+            eprintln!("no Landlock here: the call runs unconfined");
+            corral::process::Sandboxing::Off
+        }
+    };
+    let launch = corral::process::Launch {
+        sandbox,
+        ..Default::default()
+    };
+    let bash = BashTool::new(ws, corral::ShellConfig::default(), launch, None);
     let runtime = tokio::runtime::Builder::new_current_thread()
         .enable_all()
         .build()

@@ -298,7 +298,12 @@ fn schemas(corral: &Corral, tools: Tools) -> HashMap<String, Value> {
             |_| {},
         ));
         offered.extend([
-            Arc::new(BashTool::new(workspace, corral::ShellConfig::default())) as Arc<dyn Tool>,
+            Arc::new(BashTool::new(
+                workspace,
+                corral::ShellConfig::default(),
+                corral::process::Launch::unconfined(),
+                None,
+            )) as Arc<dyn Tool>,
             Arc::new(BackgroundRunTool::new(manager.clone())),
             Arc::new(CheckBackgroundTool::new(manager.clone())),
             Arc::new(KillBackgroundTool::new(manager)),

@@ -235,13 +235,17 @@ fn an_untrusted_file_only_narrows() {
     assert!(!out.stderr.contains("not trusted"), "{}", out.stderr);
 }
 
-/// A trusted file rewritten during a run (here by the shell) is untrusted at the next start:
-/// the grant it gave itself does nothing.
+/// A trusted file rewritten during a run (here by the shell, which the user let run
+/// unconfined; in the sandbox it cannot write `corral.toml` at all) is untrusted at the next
+/// start: the grant it gave itself does nothing.
 #[test]
 fn a_file_changed_after_trust_is_untrusted_again() {
     let corral = Corral::new().env("SECRET", "s3cret");
     install_as(&corral, "misbehave", "misbehave.wasm");
-    corral.write("corral.toml", "[shell]\ntimeout_secs = 60\n");
+    corral.write(
+        "corral.toml",
+        "[shell]\ntimeout_secs = 60\nsandbox = \"off\"\n",
+    );
     corral.trust();
     let (_, results) = call_tools(
         &corral,
@@ -259,8 +263,9 @@ fn a_file_changed_after_trust_is_untrusted_again() {
     );
     assert_eq!(results[0].1, "unset", "the self-granted variable was given");
     assert!(
-        out.stderr
-            .contains("corral.toml changed since you trusted it: ignoring [plugin.misbehave] env"),
+        out.stderr.contains(
+            "corral.toml changed since you trusted it: ignoring [shell] sandbox, [plugin.misbehave] env"
+        ),
         "{}",
         out.stderr
     );

@@ -11,6 +11,8 @@ use super::{Agent, AgentError, Event, EventSink, ignore_events};
 use crate::background::BackgroundManager;
 use crate::config::AgentConfig;
 use crate::llm::{Anthropic, AnthropicConfig, Provider};
+use crate::process::{Launch, Sandboxing};
+use crate::sandbox::{Confinement, escalation};
 use crate::tools::{
     BackgroundRunTool, BashTool, CheckBackgroundTool, EditFileTool, KillBackgroundTool,
     ReadFileTool, Tool, ToolRegistry, WriteFileTool,
@@ -26,6 +28,7 @@ pub struct AgentBuilder {
     extra_tools: Vec<Arc<dyn Tool>>,
     session: SessionChoice,
     events: EventSink,
+    escalation: Option<escalation::Handler>,
 }
 
 impl std::fmt::Debug for AgentBuilder {
@@ -47,6 +50,7 @@ impl AgentBuilder {
             extra_tools: Vec::new(),
             session: SessionChoice::New,
             events: ignore_events(),
+            escalation: None,
         }
     }
 
@@ -74,10 +78,46 @@ impl AgentBuilder {
         self
     }
 
+    /// Who is asked, when [`crate::config::Escalation::Ask`] is set, whether a command the
+    /// shell sandbox blocked may run again outside it. Called on a blocking thread; without a
+    /// handler the answer is no.
+    pub fn on_escalation(
+        mut self,
+        ask: impl Fn(&escalation::Request<'_>) -> escalation::Answer + Send + Sync + 'static,
+    ) -> Self {
+        self.escalation = Some(Arc::new(ask));
+        self
+    }
+
     /// Where events go.
     pub fn on_event(mut self, sink: impl Fn(&Event) + Send + Sync + 'static) -> Self {
         self.events = Arc::new(sink);
         self
+    }
+
+    /// How commands start here. The state folder is made first, so that the sandbox keeps it
+    /// read-only to commands from the first one on. A sandbox that cannot be applied is said
+    /// once, as a warning, and every command is refused with the reason.
+    fn launch(&self, workspace: &Workspace) -> Result<Launch, AgentError> {
+        let shell = &self.config.shell;
+        workspace
+            .state()
+            .map_err(|e| AgentError::Config(format!("{}: {e}", workspace.state_dir().display())))?;
+        let sandbox = match Confinement::new(&shell.sandbox, workspace.root()) {
+            Ok(Some(confinement)) => Sandboxing::On(Arc::new(confinement)),
+            Ok(None) => Sandboxing::Off,
+            Err(error) => {
+                (self.events)(&Event::Warning {
+                    message: format!("shell sandbox: {error}"),
+                });
+                Sandboxing::Refused(Arc::new(error))
+            }
+        };
+        Ok(Launch {
+            env: shell.env.clone(),
+            keep: shell.env_keep.clone(),
+            sandbox,
+        })
     }
 
     /// Opens the workspace and the session, and registers the tools.
@@ -85,6 +125,10 @@ impl AgentBuilder {
         let workspace = Arc::new(Workspace::open(&self.workspace).map_err(|e| {
             AgentError::Config(format!("workspace {}: {e}", self.workspace.display()))
         })?);
+        let launch = match self.config.shell.enabled {
+            true => Some(self.launch(&workspace)?),
+            false => None,
+        };
         let provider = match self.provider {
             Some(provider) => provider,
             None => Arc::new(Anthropic::new(AnthropicConfig::from_env())?),
@@ -97,14 +141,22 @@ impl AgentBuilder {
             Arc::new(EditFileTool::new(workspace.clone())),
         ];
         let mut background = None;
-        if self.config.shell.enabled {
+        let mut shell_note = None;
+        if let Some(launch) = launch {
+            shell_note = Some(launch.describe());
             builtins.insert(
                 0,
-                Arc::new(BashTool::new(workspace.clone(), self.config.shell.clone())),
+                Arc::new(BashTool::new(
+                    workspace.clone(),
+                    self.config.shell.clone(),
+                    launch.clone(),
+                    self.escalation.clone(),
+                )),
             );
             let events = self.events.clone();
             let mut background_config = self.config.background.clone();
-            background_config.env = self.config.shell.env.clone();
+            background_config.launch = launch;
+            background_config.rules = self.config.shell.rules.clone();
             let manager = Arc::new(BackgroundManager::new(
                 workspace.clone(),
                 background_config,
@@ -157,7 +209,12 @@ impl AgentBuilder {
             resumed,
         });
 
-        let system = system_prompt(&workspace, &tools, self.config.instructions.as_deref());
+        let system = system_prompt(
+            &workspace,
+            &tools,
+            shell_note.as_deref(),
+            self.config.instructions.as_deref(),
+        );
         let specs = tools.specs();
         Ok(Agent {
             config: self.config,

@@ -4,15 +4,26 @@ use crate::tools::ToolRegistry;
 use crate::workspace::Workspace;
 
 /// Builds the system prompt for an agent working in `workspace` with `tools`.
-pub fn system_prompt(workspace: &Workspace, tools: &ToolRegistry, extra: Option<&str>) -> String {
+/// The system prompt: the workspace, the tools, what commands may touch (`shell`, when the
+/// shell tools are offered), and the program's extra instructions.
+pub fn system_prompt(
+    workspace: &Workspace,
+    tools: &ToolRegistry,
+    shell: Option<&str>,
+    extra: Option<&str>,
+) -> String {
     let mut prompt = format!(
         "You are corral, a coding agent working in the workspace folder {root}.\n\
          Use the tools to inspect and change files and to run commands; paths are relative to the \
-         workspace root, and tools cannot reach outside it.\n\
+         workspace root, and the file tools cannot reach outside it.\n\
          Tools available: {names}.\n",
         root = workspace.root().display(),
         names = tools.names().collect::<Vec<_>>().join(", "),
     );
+    if let Some(shell) = shell {
+        prompt.push_str(shell);
+        prompt.push('\n');
+    }
     if tools.get("background_run").is_some() {
         prompt.push_str(
             "For slow commands (installs, builds, test suites, servers) use background_run: it \

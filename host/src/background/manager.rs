@@ -10,7 +10,8 @@ use super::output::{SharedOutput, TaskOutput};
 use super::queue::{Notification, NotificationQueue};
 use super::task::{Task, TaskId, TaskState, TaskStatus};
 use crate::process::journal::{Journal, TaskKind, TaskRecord};
-use crate::process::{self, CommandEnv, WaitOutcome};
+use crate::process::{self, Launch, WaitOutcome};
+use crate::sandbox::rules::CommandRules;
 use crate::workspace::Workspace;
 
 /// Characters of output a notification carries.
@@ -34,8 +35,11 @@ pub struct BackgroundConfig {
     pub default_timeout: Duration,
     /// Bytes of output written to a task's log before the task is killed (64 MiB).
     pub log_cap: u64,
-    /// The environment commands see. The agent sets it from [`crate::ShellConfig::env`].
-    pub env: CommandEnv,
+    /// How commands start: their environment and sandbox. The agent sets it from its
+    /// [`crate::ShellConfig`].
+    pub launch: Launch,
+    /// `[shell] allow` and `deny`, checked before a task starts.
+    pub rules: CommandRules,
 }
 
 impl Default for BackgroundConfig {
@@ -44,7 +48,8 @@ impl Default for BackgroundConfig {
             max_tasks: 16,
             default_timeout: Duration::from_secs(30 * 60),
             log_cap: 64 * 1024 * 1024,
-            env: CommandEnv::Inherit,
+            launch: Launch::unconfined(),
+            rules: CommandRules::default(),
         }
     }
 }
@@ -54,6 +59,8 @@ impl Default for BackgroundConfig {
 pub enum BackgroundError {
     #[error("the command is empty")]
     EmptyCommand,
+    #[error("{0}")]
+    Refused(String),
     #[error("{0} background tasks are running, the limit; wait for one to end or kill one")]
     TooMany(usize),
     #[error("no background task `{0}`; check_background without an id lists them")]
@@ -136,7 +143,8 @@ impl BackgroundManager {
 
     /// Starts `command`; returns its id at once. `timeout`: `None` for the default, `Some(0)`
     /// for none at all; longer than [`MAX_TIMEOUT`] is refused with
-    /// [`BackgroundError::TimeoutTooLong`].
+    /// [`BackgroundError::TimeoutTooLong`]; a command the `[shell]` rules refuse with
+    /// [`BackgroundError::Refused`].
     pub fn start(
         &self,
         command: &str,
@@ -144,6 +152,9 @@ impl BackgroundManager {
     ) -> Result<Arc<Task>, BackgroundError> {
         if command.trim().is_empty() {
             return Err(BackgroundError::EmptyCommand);
+        }
+        if let Err(refusal) = self.config.rules.check(command) {
+            return Err(BackgroundError::Refused(refusal.to_string()));
         }
         if let Some(t) = timeout
             && t > MAX_TIMEOUT
@@ -196,7 +207,7 @@ impl BackgroundManager {
             task: task.clone(),
             root: self.root.clone(),
             log_dir: self.log_dir.clone(),
-            env: self.config.env.clone(),
+            launch: self.config.launch.clone(),
             queue: self.queue.clone(),
             events: self.events.clone(),
         };
@@ -309,7 +320,7 @@ struct Job {
     task: Arc<Task>,
     root: PathBuf,
     log_dir: PathBuf,
-    env: CommandEnv,
+    launch: Launch,
     queue: Arc<NotificationQueue>,
     events: TaskEventSink,
 }
@@ -366,7 +377,8 @@ impl Job {
             Err(e) => return failed(format!("{}: {e}", task.log_display)),
         }
         let child =
-            match process::spawn_shell(&task.command, &self.root, &self.env, Some(&self.record)) {
+            match process::spawn_shell(&task.command, &self.root, &self.launch, Some(&self.record))
+            {
                 Ok(child) => child,
                 Err(e) => return failed(e.to_string()),
             };

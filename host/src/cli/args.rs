@@ -178,6 +178,10 @@ pub struct RunArgs {
     /// instead of waiting for them and giving the model their results.
     #[arg(long)]
     pub no_wait: bool,
+    /// When a command fails in the shell sandbox looking blocked by it (a read-only file, a
+    /// refused connection), run it again outside the sandbox instead of telling the model.
+    #[arg(long)]
+    pub allow_escalation: bool,
     /// The longest to wait for background tasks, in seconds.
     #[arg(long, value_name = "SECS", default_value_t = 3600)]
     pub wait_timeout: u64,

@@ -26,6 +26,12 @@ pub async fn chat(args: AgentArgs) -> anyhow::Result<ExitCode> {
     };
     let mut config = args.config(&policy);
     config.wait_for_background = false;
+    if interactive {
+        config.shell.escalation = corral::config::Escalation::Ask;
+    }
+    // One reader of stdin: the prompt loop between turns, the escalation question during one.
+    let (lines_tx, lines) = tokio::sync::mpsc::unbounded_channel::<String>();
+    let lines = std::sync::Arc::new(tokio::sync::Mutex::new(lines));
     let display = Display::for_chat(args.quiet);
     let mut builder = Agent::builder(workspace.root());
     for tool in super::plugins::tools(
@@ -43,6 +49,10 @@ pub async fn chat(args: AgentArgs) -> anyhow::Result<ExitCode> {
         .config(config)
         .provider(provider)
         .session(args.session())
+        .on_escalation({
+            let lines = lines.clone();
+            move |request| ask_escalation(request, &lines)
+        })
         .on_event({
             let display = display.clone();
             move |event| display.show(event)
@@ -57,7 +67,6 @@ pub async fn chat(args: AgentArgs) -> anyhow::Result<ExitCode> {
         agent.workspace().root().display(),
         agent.session_id()
     ));
-    let (lines_tx, mut lines) = tokio::sync::mpsc::unbounded_channel();
     std::thread::spawn(move || {
         for line in std::io::stdin().lock().lines() {
             let Ok(line) = line else { break };
@@ -69,7 +78,7 @@ pub async fn chat(args: AgentArgs) -> anyhow::Result<ExitCode> {
     loop {
         display.prompt("> ");
         let line = tokio::select! {
-            line = lines.recv() => line,
+            line = async { lines.lock().await.recv().await } => line,
             signal = super::signals::interrupted() => {
                 corral::process::kill_all_groups();
                 agent.shutdown();
@@ -114,6 +123,29 @@ pub async fn chat(args: AgentArgs) -> anyhow::Result<ExitCode> {
     agent.shutdown();
     corral::process::kill_all_groups();
     Ok(ExitCode::SUCCESS)
+}
+
+/// Asks at the terminal whether a command the sandbox blocked may run outside it. Runs on the
+/// command's blocking thread, while the prompt loop waits for the turn: the next line typed is
+/// the answer.
+fn ask_escalation(
+    request: &corral::sandbox::escalation::Request<'_>,
+    lines: &tokio::sync::Mutex<tokio::sync::mpsc::UnboundedReceiver<String>>,
+) -> corral::sandbox::escalation::Answer {
+    use corral::sandbox::escalation::Answer;
+    use std::io::Write;
+    let command = corral::plugins::sanitize(request.command);
+    eprint!(
+        "\nthe shell sandbox ({} mode) may have blocked: {command}\nrun this outside the sandbox? [y]es / [n]o / [a]lways for this command ",
+        request.mode.as_str()
+    );
+    let _ = std::io::stderr().flush();
+    let answer = lines.blocking_lock().blocking_recv().unwrap_or_default();
+    match answer.trim().to_ascii_lowercase().as_str() {
+        "y" | "yes" => Answer::Yes,
+        "a" | "always" => Answer::Always,
+        _ => Answer::No,
+    }
 }
 
 fn tasks(agent: &Agent) {

@@ -4,6 +4,7 @@ use std::process::ExitCode;
 
 use corral::plugins::{LoadedPlugin, WorkspacePlugins};
 use corral::policy::{self, ApprovalStore, Policy, SettingsFiles, TrustStatus};
+use corral::sandbox::{SandboxMode, ShellNetwork};
 use corral::workspace::Workspace;
 
 use super::args::{PolicyArgs, PolicyCommand};
@@ -120,7 +121,71 @@ fn shell_json(policy: &Policy) -> serde_json::Value {
             corral::process::CommandEnv::Only(names) => serde_json::json!(names),
         },
         "max_background": policy.max_background,
+        "env_keep": policy.shell.env_keep,
+        "sandbox": {
+            "mode": policy.shell.sandbox.mode.as_str(),
+            "writable": policy.shell.sandbox.writable,
+            "hidden": policy.shell.sandbox.hidden,
+            "network": match &policy.shell.sandbox.network {
+                ShellNetwork::Off => serde_json::json!(false),
+                ShellNetwork::On => serde_json::json!(true),
+                ShellNetwork::Hosts(hosts) => serde_json::json!(hosts),
+            },
+        },
+        "allow": policy.shell.rules.allow.iter()
+            .map(|list| list.iter().map(ToString::to_string).collect::<Vec<_>>())
+            .collect::<Vec<_>>(),
+        "deny": policy.shell.rules.deny.iter().map(ToString::to_string).collect::<Vec<_>>(),
     })
+}
+
+fn show_sandbox(policy: &Policy) {
+    let sandbox = &policy.shell.sandbox;
+    let paths = |list: &[std::path::PathBuf]| {
+        list.iter()
+            .map(|p| p.display().to_string())
+            .collect::<Vec<_>>()
+            .join(", ")
+    };
+    match sandbox.mode {
+        SandboxMode::Off => println!("  sandbox: off (commands run unconfined, with your rights)"),
+        mode => {
+            println!("  sandbox: {}", mode.as_str());
+            if !sandbox.writable.is_empty() {
+                println!("    writable: {}", paths(&sandbox.writable));
+            }
+            println!("    hidden: {}", paths(&sandbox.hidden));
+            match &sandbox.network {
+                ShellNetwork::Off => println!("    network: off"),
+                ShellNetwork::On => println!("    network: on"),
+                ShellNetwork::Hosts(hosts) => println!(
+                    "    network: through corral's proxy to {}",
+                    hosts
+                        .iter()
+                        .map(ToString::to_string)
+                        .collect::<Vec<_>>()
+                        .join(", ")
+                ),
+            }
+        }
+    }
+    if !policy.shell.env_keep.is_empty() {
+        println!("  env_keep: {}", policy.shell.env_keep.join(", "));
+    }
+    for list in &policy.shell.rules.allow {
+        let rules: Vec<String> = list.iter().map(|r| format!("\"{r}\"")).collect();
+        println!("  allow: {}", rules.join(", "));
+    }
+    if !policy.shell.rules.deny.is_empty() {
+        let rules: Vec<String> = policy
+            .shell
+            .rules
+            .deny
+            .iter()
+            .map(|r| format!("\"{r}\""))
+            .collect();
+        println!("  deny: {}", rules.join(", "));
+    }
 }
 
 fn show(policy: &Policy, rights: &[policy::Rights]) {
@@ -168,6 +233,9 @@ fn show(policy: &Policy, rights: &[policy::Rights]) {
     }
     if let Some(n) = policy.max_background {
         println!("  max background tasks: {n}");
+    }
+    if policy.shell.enabled {
+        show_sandbox(policy);
     }
     for r in rights {
         println!("plugin {}:", r.plugin);

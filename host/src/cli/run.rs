@@ -20,6 +20,9 @@ pub async fn run(args: RunArgs) -> anyhow::Result<ExitCode> {
     };
     let mut config = args.agent.config(&policy);
     config.wait_for_background = !args.no_wait;
+    if args.allow_escalation {
+        config.shell.escalation = corral::config::Escalation::Allow;
+    }
     config.wait_timeout = std::time::Duration::from_secs(args.wait_timeout);
     let mut builder = Agent::builder(workspace.root());
     let plugin_dirs = &args.agent.plugin_dirs;

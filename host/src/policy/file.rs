@@ -97,6 +97,28 @@ pub struct ShellSection {
     pub background_timeout_secs: Option<Spanned<u64>>,
     /// `"inherit"` or a list of variable names.
     pub env: Option<Spanned<EnvSetting>>,
+    /// Secret-looking variables an inherited environment keeps.
+    pub env_keep: Option<Spanned<Vec<String>>>,
+    /// `"workspace"`, `"read-only"` or `"off"`.
+    pub sandbox: Option<Spanned<String>>,
+    /// More folders commands may write (absolute or `~/...`).
+    pub writable: Option<Spanned<Vec<String>>>,
+    /// Paths commands may not read (absolute or `~/...`); added to the defaults.
+    pub hidden: Option<Spanned<Vec<String>>>,
+    /// `false`, `true` or a list of host patterns.
+    pub network: Option<Spanned<NetworkSetting>>,
+    /// Command prefixes that may run (when given, only those).
+    pub allow: Option<Spanned<Vec<String>>>,
+    /// Command prefixes that never run.
+    pub deny: Option<Spanned<Vec<String>>>,
+}
+
+/// `network = false`, `true` or `["crates.io", "*.npmjs.org"]`.
+#[derive(Debug, Clone, PartialEq, Eq, Deserialize)]
+#[serde(untagged)]
+pub enum NetworkSetting {
+    Switch(bool),
+    Hosts(Vec<String>),
 }
 
 /// `env = "inherit"` or `env = ["PATH", "HOME"]`.

@@ -13,13 +13,17 @@ use std::time::Duration;
 use toml::Spanned;
 
 use super::approval::{ApprovalStore, Approvals};
-use super::file::{EnvSetting, PluginSection, PolicyError, SettingsFile, SettingsFiles, Source};
+use super::file::{
+    EnvSetting, NetworkSetting, PluginSection, PolicyError, SettingsFile, SettingsFiles, Source,
+};
 use super::grants::Limits;
 use super::patterns::{self, EnvName, HostPattern, PathGrant};
 use super::trust::{Gate, TrustStatus, TrustStore, WorkspaceTrust};
 use crate::background::{BackgroundConfig, MAX_TIMEOUT as MAX_BACKGROUND_TIMEOUT};
 use crate::config::{AgentConfig, BASH_MAX_TIMEOUT, ShellConfig};
 use crate::process::CommandEnv;
+use crate::sandbox::rules::Rule;
+use crate::sandbox::{SandboxMode, ShellNetwork, expand_home};
 use crate::workspace::Workspace;
 
 /// The file name of a workspace's settings.
@@ -211,6 +215,7 @@ impl Policy {
         }
 
         let shell = file.shell;
+        self.apply_sandbox(&shell, source, gate)?;
         match shell.enabled {
             Some(false) => self.shell.enabled = false,
             Some(true)
@@ -322,6 +327,99 @@ impl Policy {
             let parsed = self.parse_plugin(section.get_ref(), source, workspace)?;
             let parsed = narrow_plugin(&name, parsed, section.get_ref(), baseline, self, gate);
             self.plugins.insert(name, parsed);
+        }
+        Ok(())
+    }
+
+    /// The shell sandbox's keys: what narrows applies from any file (a stricter mode, more
+    /// hidden paths, `deny` and `allow` rules, less network); what widens (a laxer mode, more
+    /// writable folders, network, kept secrets) only from a trusted one.
+    fn apply_sandbox(
+        &mut self,
+        shell: &super::file::ShellSection,
+        source: &Source,
+        gate: &mut Gate,
+    ) -> Result<(), PolicyError> {
+        let paths = |list: &Spanned<Vec<String>>| -> Result<Vec<PathBuf>, PolicyError> {
+            list.get_ref()
+                .iter()
+                .map(|raw| expand_home(raw).map_err(|e| source.error(list.span(), e)))
+                .collect()
+        };
+        let sandbox = &mut self.shell.sandbox;
+        if let Some(mode) = &shell.sandbox {
+            let wanted =
+                SandboxMode::parse(mode.get_ref()).map_err(|e| source.error(mode.span(), e))?;
+            // Off < workspace < read-only, in strictness.
+            if wanted >= sandbox.mode
+                || gate.widening("[shell] sandbox", "it would loosen the shell sandbox")
+            {
+                sandbox.mode = wanted;
+            }
+        }
+        if let Some(list) = &shell.writable {
+            let more = paths(list)?;
+            if !more.is_empty()
+                && gate.widening(
+                    "[shell] writable",
+                    "it would let commands write more folders",
+                )
+            {
+                sandbox.writable.extend(more);
+            }
+        }
+        if let Some(list) = &shell.hidden {
+            sandbox.hidden.extend(paths(list)?);
+        }
+        if let Some(network) = &shell.network {
+            let wanted = match network.get_ref() {
+                NetworkSetting::Switch(false) => ShellNetwork::Off,
+                NetworkSetting::Switch(true) => ShellNetwork::On,
+                NetworkSetting::Hosts(hosts) => ShellNetwork::Hosts(
+                    hosts
+                        .iter()
+                        .map(|h| HostPattern::parse(h).map_err(|e| source.error(network.span(), e)))
+                        .collect::<Result<_, _>>()?,
+                ),
+            };
+            let narrower = match (&sandbox.network, &wanted) {
+                (_, ShellNetwork::Off) | (ShellNetwork::On, _) => true,
+                (ShellNetwork::Hosts(have), ShellNetwork::Hosts(want)) => {
+                    want.iter().all(|w| have.contains(w))
+                }
+                _ => false,
+            };
+            if narrower || gate.widening("[shell] network", "it would give commands more network") {
+                sandbox.network = wanted;
+            }
+        }
+        if let Some(list) = &shell.env_keep {
+            let names = list
+                .get_ref()
+                .iter()
+                .map(|n| EnvName::parse(n).map(|n| n.as_str().to_string()))
+                .collect::<Result<Vec<_>, _>>()
+                .map_err(|e| source.error(list.span(), e))?;
+            if !names.is_empty()
+                && gate.widening("[shell] env_keep", "it would pass secrets to commands")
+            {
+                self.shell.env_keep.extend(names);
+            }
+        }
+        let rules = |list: &Spanned<Vec<String>>| -> Result<Vec<Rule>, PolicyError> {
+            list.get_ref()
+                .iter()
+                .map(|raw| Rule::parse(raw).map_err(|e| source.error(list.span(), e)))
+                .collect()
+        };
+        if let Some(list) = &shell.deny {
+            self.shell.rules.deny.extend(rules(list)?);
+        }
+        if let Some(list) = &shell.allow {
+            let allow = rules(list)?;
+            if !allow.is_empty() {
+                self.shell.rules.allow.push(allow);
+            }
         }
         Ok(())
     }

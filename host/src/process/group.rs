@@ -14,21 +14,12 @@ use std::os::fd::{AsFd, AsRawFd, OwnedFd};
 use std::os::unix::process::CommandExt;
 use std::os::unix::process::ExitStatusExt;
 use std::path::Path;
-use std::process::{Child, Command, ExitStatus, Stdio};
+use std::process::{Child, ExitStatus, Stdio};
 use std::time::{Duration, Instant};
 
 use super::journal::TaskRecord;
+use super::launch::Launch;
 use super::reaper::{self, Registration, Shell, TASK_ENV};
-
-/// Which environment variables a command sees.
-#[derive(Debug, Clone, Default, PartialEq, Eq)]
-pub enum CommandEnv {
-    /// corral's whole environment.
-    #[default]
-    Inherit,
-    /// Only these variables, with corral's values (plus `PATH` and `HOME` so `sh` works).
-    Only(Vec<String>),
-}
 
 /// Where a command's output goes while it runs. Called on the supervising thread.
 pub trait OutputSink: Send + 'static {
@@ -81,7 +72,8 @@ pub struct GroupChild {
     registration: Registration,
 }
 
-/// Starts `sh -c command` in `cwd`, in a new process group, with stdin closed, and a token of
+/// Starts `sh -c command` in `cwd` as `launch` says (its environment, its sandbox), in a new
+/// process group, with stdin closed, and a token of
 /// its own in [`TASK_ENV`] (see [`super::reaper`]: what it starts is found by it). With a
 /// `record`, the start goes into its task journal ([`super::journal`]) and the end is recorded
 /// when [`GroupChild::run`] reaps it. A journal that cannot be written is logged, and the
@@ -92,26 +84,16 @@ pub struct GroupChild {
 pub fn spawn_shell(
     command: &str,
     cwd: &Path,
-    env: &CommandEnv,
+    launch: &Launch,
     record: Option<&TaskRecord>,
 ) -> io::Result<GroupChild> {
+    let mut cmd = launch.command(command)?;
     let (output, writer) = io::pipe()?;
-    let mut cmd = Command::new("sh");
-    cmd.arg("-c")
-        .arg(command)
-        .current_dir(cwd)
+    cmd.current_dir(cwd)
         .stdin(Stdio::null())
         .stdout(writer.try_clone()?)
         .stderr(writer)
         .process_group(0);
-    if let CommandEnv::Only(names) = env {
-        cmd.env_clear();
-        for name in names.iter().map(String::as_str).chain(["PATH", "HOME"]) {
-            if let Some(value) = std::env::var_os(name) {
-                cmd.env(name, value);
-            }
-        }
-    }
     let token = reaper::new_token();
     cmd.env(TASK_ENV, &token);
     let journal = record.map(|r| r.journal.clone());
@@ -380,7 +362,7 @@ mod tests {
         let child = spawn_shell(
             "echo hi; exit 3",
             Path::new("."),
-            &CommandEnv::Inherit,
+            &Launch::unconfined(),
             None,
         )
         .expect("spawn");

@@ -5,13 +5,15 @@
 
 mod group;
 pub mod journal;
+mod launch;
 mod output;
 pub mod procfs;
 mod reaper;
 
 pub use group::{
-    Canceller, CommandEnv, FAR_OFF, GroupChild, OutputSink, RunEnd, WaitOutcome, describe_status,
-    group_alive, kill_group, spawn_shell,
+    Canceller, FAR_OFF, GroupChild, OutputSink, RunEnd, WaitOutcome, describe_status, group_alive,
+    kill_group, spawn_shell,
 };
+pub use launch::{CommandEnv, Launch, PROVIDER_VARS, SECRET_WORDS, Sandboxing, is_secret};
 pub use output::{HeadTail, tail_lines};
 pub use reaper::{SWEEP_DEADLINE, TASK_ENV, adopt_orphans, adopting, kill_all_groups, sweep};

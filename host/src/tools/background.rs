@@ -24,6 +24,7 @@ impl From<BackgroundError> for ToolError {
             BackgroundError::EmptyCommand | BackgroundError::TimeoutTooLong(_) => {
                 ToolError::InvalidInput(error.to_string())
             }
+            BackgroundError::Refused(why) => ToolError::Denied(why),
             _ => ToolError::Failed(error.to_string()),
         }
     }

@@ -1,5 +1,6 @@
 //! `bash {command, timeout_secs?}`: run a shell command in the workspace and wait for it.
 
+use std::collections::HashSet;
 use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant};
 
@@ -7,10 +8,11 @@ use serde::Deserialize;
 use serde_json::{Value, json};
 
 use super::{Tool, ToolError, parse_args, spec};
-use crate::config::ShellConfig;
+use crate::config::{Escalation, ShellConfig};
 use crate::llm::{BoxFuture, ToolSpec};
 use crate::process::journal::{Journal, TaskKind, TaskRecord};
-use crate::process::{self, HeadTail, OutputSink, WaitOutcome};
+use crate::process::{self, HeadTail, Launch, OutputSink, Sandboxing, WaitOutcome};
+use crate::sandbox::escalation::{self, Answer, Handler};
 use crate::workspace::Workspace;
 
 /// Output kept for the model: the first and last 15,000 bytes.
@@ -19,13 +21,20 @@ const OUTPUT_TAIL: usize = 15_000;
 /// Time a timed-out command gets between SIGTERM and SIGKILL.
 const GRACE: Duration = Duration::from_secs(2);
 
-/// The blocking shell tool. `sh -c` in the workspace root, its own process group, stdin closed.
-/// When the shell exits, or the timeout passes, the whole group is killed: a `bash` call leaves no
-/// process behind (long-lived ones belong in `background_run`).
+/// The blocking shell tool. `sh -c` in the workspace root, its own process group, stdin closed,
+/// in the shell sandbox unless it is off ([`crate::sandbox`]). When the shell exits, or the
+/// timeout passes, the whole group is killed: a `bash` call leaves no process behind
+/// (long-lived ones belong in `background_run`). A command `[shell] deny` (or `allow`) refuses
+/// never starts. A confined command that failed looking blocked may run again outside the
+/// sandbox as [`Escalation`] says ([`crate::sandbox::escalation`]).
 pub struct BashTool {
     spec: ToolSpec,
     workspace: Arc<Workspace>,
     shell: ShellConfig,
+    launch: Launch,
+    ask: Option<Handler>,
+    /// Commands the user said may always run outside the sandbox, this session.
+    always: Arc<Mutex<HashSet<String>>>,
     /// Every call is recorded in the workspace's task journal, so that a command still running
     /// when corral is killed is ended by the next start.
     record: TaskRecord,
@@ -38,7 +47,21 @@ struct Args {
 }
 
 impl BashTool {
-    pub fn new(workspace: Arc<Workspace>, shell: ShellConfig) -> Self {
+    pub fn new(
+        workspace: Arc<Workspace>,
+        shell: ShellConfig,
+        launch: Launch,
+        ask: Option<Handler>,
+    ) -> Self {
+        let confined = match &launch.sandbox {
+            Sandboxing::On(c) => format!(
+                " Commands run in a sandbox ({} mode): {}.",
+                c.mode().as_str(),
+                c.describe()
+            ),
+            Sandboxing::Refused(e) => format!(" Commands are refused here: {e}."),
+            Sandboxing::Off => String::new(),
+        };
         let spec = spec(
             "bash",
             &format!(
@@ -46,7 +69,7 @@ impl BashTool {
                  stdout and stderr are returned interleaved, long output is cut in the middle, \
                  and the exit code is reported. Times out after {} s unless timeout_secs says \
                  otherwise (at most {} s); the whole process group is killed then. Processes it \
-                 starts do not outlive it: use background_run for servers and slow commands.",
+                 starts do not outlive it: use background_run for servers and slow commands.{confined}",
                 shell.timeout.as_secs(),
                 shell.max_timeout.as_secs()
             ),
@@ -70,21 +93,101 @@ impl BashTool {
             spec,
             workspace,
             shell,
+            launch,
+            ask,
+            always: Arc::default(),
             record,
         }
     }
 }
 
-/// Runs one call on the current (blocking) thread.
-fn run(
+/// What one call needs, moved onto its blocking thread.
+struct Call {
+    workspace: Arc<Workspace>,
+    shell: ShellConfig,
+    launch: Launch,
+    ask: Option<Handler>,
+    always: Arc<Mutex<HashSet<String>>>,
+    record: TaskRecord,
+}
+
+impl Call {
+    /// Runs one call on the current (blocking) thread: the rules, the confined run, and what
+    /// the user allows when it looks blocked.
+    fn run(&self, args: Args) -> Result<String, ToolError> {
+        if args.command.trim().is_empty() {
+            return Err(ToolError::InvalidInput("the command is empty".into()));
+        }
+        if let Err(refusal) = self.shell.rules.check(&args.command) {
+            return Err(ToolError::Denied(refusal.to_string()));
+        }
+        let first = run_once(
+            &self.workspace,
+            &self.shell,
+            &self.launch,
+            &self.record,
+            &args,
+        );
+        let Sandboxing::On(confinement) = &self.launch.sandbox else {
+            return first;
+        };
+        let output = match &first {
+            Err(ToolError::Failed(output)) if escalation::looks_blocked(output) => output,
+            _ => return first,
+        };
+        let remembered = self
+            .always
+            .lock()
+            .is_ok_and(|always| always.contains(&args.command));
+        let outside = match self.shell.escalation {
+            Escalation::Allow => true,
+            Escalation::Ask if remembered => true,
+            Escalation::Ask => match &self.ask {
+                Some(ask) => {
+                    let answer = ask(&escalation::Request {
+                        command: &args.command,
+                        mode: confinement.mode(),
+                        output,
+                    });
+                    if answer == Answer::Always
+                        && let Ok(mut always) = self.always.lock()
+                    {
+                        always.insert(args.command.clone());
+                    }
+                    answer != Answer::No
+                }
+                None => false,
+            },
+            Escalation::Refuse => false,
+        };
+        if !outside {
+            let note = escalation::note(confinement.mode());
+            return Err(ToolError::Failed(format!("{output}\n{note}")));
+        }
+        let again = run_once(
+            &self.workspace,
+            &self.shell,
+            &self.launch.outside_sandbox(),
+            &self.record,
+            &args,
+        );
+        let said = "[blocked in the shell sandbox; the user let it run again outside it]";
+        match again {
+            Ok(text) => Ok(format!("{said}\n{text}")),
+            Err(ToolError::Failed(text)) => Err(ToolError::Failed(format!("{said}\n{text}"))),
+            Err(other) => Err(other),
+        }
+    }
+}
+
+/// Runs the command once, as `launch` says.
+fn run_once(
     workspace: &Workspace,
     shell: &ShellConfig,
+    launch: &Launch,
     record: &TaskRecord,
-    args: Args,
+    args: &Args,
 ) -> Result<String, ToolError> {
-    if args.command.trim().is_empty() {
-        return Err(ToolError::InvalidInput("the command is empty".into()));
-    }
     let timeout = args
         .timeout_secs
         .map(Duration::from_secs)
@@ -92,7 +195,7 @@ fn run(
         .min(shell.max_timeout);
     let buffer = Arc::new(Mutex::new(HeadTail::new(OUTPUT_HEAD, OUTPUT_TAIL)));
     let started = Instant::now();
-    let child = process::spawn_shell(&args.command, workspace.root(), &shell.env, Some(record))
+    let child = process::spawn_shell(&args.command, workspace.root(), launch, Some(record))
         .map_err(|e| ToolError::Failed(format!("could not start the command: {e}")))?;
     let end = child.run(
         Some(timeout),
@@ -153,9 +256,15 @@ impl Tool for BashTool {
     fn call(&self, input: Value) -> BoxFuture<'_, Result<String, ToolError>> {
         Box::pin(async move {
             let args: Args = parse_args(input)?;
-            let (workspace, shell) = (self.workspace.clone(), self.shell.clone());
-            let record = self.record.clone();
-            tokio::task::spawn_blocking(move || run(&workspace, &shell, &record, args))
+            let call = Call {
+                workspace: self.workspace.clone(),
+                shell: self.shell.clone(),
+                launch: self.launch.clone(),
+                ask: self.ask.clone(),
+                always: self.always.clone(),
+                record: self.record.clone(),
+            };
+            tokio::task::spawn_blocking(move || call.run(args))
                 .await
                 .map_err(|e| ToolError::Failed(format!("the command's thread failed: {e}")))?
         })

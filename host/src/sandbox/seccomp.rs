@@ -1,0 +1,129 @@
+//! Step 3 of the helper: a seccomp filter, with the `seccompiler` crate, for what Landlock
+//! cannot say. Denied calls fail with `EPERM`; everything else is allowed.
+//!
+//! - Always: `io_uring` (its socket and file operations would bypass this filter), loading or
+//!   removing kernel modules, `kexec`, `bpf`, `perf_event_open`, swap changes, `reboot`,
+//!   port I/O (`iopl`, `ioperm`), the clock, `acct`, keyrings of others (`add_key`,
+//!   `request_key`, `keyctl`), `userfaultfd`. Most need root; corral may be run as root.
+//! - Network off: `socket` of any family but `AF_UNIX`.
+//! - Network through the proxy: `socket` of any family but `AF_UNIX`, `AF_INET` and
+//!   `AF_INET6`; for the last two, any type but `SOCK_STREAM` and any protocol but TCP (so no
+//!   UDP, raw sockets, SCTP or MPTCP, which Landlock's TCP rules do not cover).
+
+use std::collections::BTreeMap;
+
+use seccompiler::{
+    BpfProgram, SeccompAction, SeccompCmpArgLen, SeccompCmpOp, SeccompCondition, SeccompFilter,
+    SeccompRule, TargetArch,
+};
+
+use super::NetPlan;
+
+/// Calls no confined command needs.
+const ALWAYS_DENIED: &[libc::c_long] = &[
+    libc::SYS_io_uring_setup,
+    libc::SYS_io_uring_enter,
+    libc::SYS_io_uring_register,
+    libc::SYS_init_module,
+    libc::SYS_finit_module,
+    libc::SYS_delete_module,
+    libc::SYS_kexec_load,
+    libc::SYS_kexec_file_load,
+    libc::SYS_bpf,
+    libc::SYS_perf_event_open,
+    libc::SYS_swapon,
+    libc::SYS_swapoff,
+    libc::SYS_reboot,
+    libc::SYS_acct,
+    libc::SYS_settimeofday,
+    libc::SYS_clock_settime,
+    libc::SYS_clock_adjtime,
+    libc::SYS_adjtimex,
+    libc::SYS_add_key,
+    libc::SYS_request_key,
+    libc::SYS_keyctl,
+    libc::SYS_userfaultfd,
+    #[cfg(target_arch = "x86_64")]
+    libc::SYS_iopl,
+    #[cfg(target_arch = "x86_64")]
+    libc::SYS_ioperm,
+];
+
+/// Socket types other than a stream, for the proxy case.
+const NOT_STREAM: &[i32] = &[
+    libc::SOCK_DGRAM,
+    libc::SOCK_RAW,
+    libc::SOCK_RDM,
+    libc::SOCK_SEQPACKET,
+    libc::SOCK_DCCP,
+    // SOCK_PACKET, obsolete but still accepted by the kernel.
+    10,
+];
+
+/// The type bits of `socket`'s second argument (the rest are `SOCK_NONBLOCK`, `SOCK_CLOEXEC`).
+const SOCK_TYPE_MASK: u64 = 0xf;
+
+fn cond(arg: u8, op: SeccompCmpOp, value: u64) -> Result<SeccompCondition, String> {
+    SeccompCondition::new(arg, SeccompCmpArgLen::Dword, op, value).map_err(|e| e.to_string())
+}
+
+fn rule(conditions: Vec<SeccompCondition>) -> Result<SeccompRule, String> {
+    SeccompRule::new(conditions).map_err(|e| e.to_string())
+}
+
+/// The filter for `network`, compiled.
+pub fn program(network: NetPlan) -> Result<BpfProgram, String> {
+    let mut rules: BTreeMap<i64, Vec<SeccompRule>> = ALWAYS_DENIED
+        .iter()
+        .map(|&call| (call, Vec::new()))
+        .collect();
+    let family = |f: i32| f as u64;
+    let socket_rules = match network {
+        NetPlan::On => Vec::new(),
+        NetPlan::Off => vec![rule(vec![cond(
+            0,
+            SeccompCmpOp::Ne,
+            family(libc::AF_UNIX),
+        )?])?],
+        NetPlan::Proxy { .. } => {
+            let mut socket = vec![rule(vec![
+                cond(0, SeccompCmpOp::Ne, family(libc::AF_UNIX))?,
+                cond(0, SeccompCmpOp::Ne, family(libc::AF_INET))?,
+                cond(0, SeccompCmpOp::Ne, family(libc::AF_INET6))?,
+            ])?];
+            for inet in [libc::AF_INET, libc::AF_INET6] {
+                for &kind in NOT_STREAM {
+                    socket.push(rule(vec![
+                        cond(0, SeccompCmpOp::Eq, family(inet))?,
+                        cond(1, SeccompCmpOp::MaskedEq(SOCK_TYPE_MASK), kind as u64)?,
+                    ])?);
+                }
+                socket.push(rule(vec![
+                    cond(0, SeccompCmpOp::Eq, family(inet))?,
+                    cond(2, SeccompCmpOp::Ne, 0)?,
+                    cond(2, SeccompCmpOp::Ne, libc::IPPROTO_TCP as u64)?,
+                ])?);
+            }
+            socket
+        }
+    };
+    if !socket_rules.is_empty() {
+        rules.insert(libc::SYS_socket, socket_rules);
+    }
+    let arch = TargetArch::try_from(std::env::consts::ARCH).map_err(|e| e.to_string())?;
+    let filter = SeccompFilter::new(
+        rules,
+        SeccompAction::Allow,
+        SeccompAction::Errno(libc::EPERM as u32),
+        arch,
+    )
+    .map_err(|e| e.to_string())?;
+    BpfProgram::try_from(filter).map_err(|e| e.to_string())
+}
+
+/// Installs the filter for `network` on this thread (inherited across `exec`). Needs
+/// `no_new_privs`, which Landlock's step set.
+pub fn apply(network: NetPlan) -> Result<(), String> {
+    let program = program(network)?;
+    seccompiler::apply_filter(&program).map_err(|e| e.to_string())
+}

@@ -1,0 +1,419 @@
+//! The shell sandbox with real commands and real attacks: `bash` and background tasks write
+//! only where `[shell]` lets them, cannot touch `corral.toml` or `.corral/`, cannot read the
+//! hidden paths, get no secrets and no network but what is granted (through corral's proxy),
+//! and `[shell] deny` refuses a command by its rule. Each test skips loudly where the kernel has
+//! no Landlock.
+//!
+//! Workspaces and homes live beneath cargo's target temp folder, not `/tmp`, which commands may
+//! write by design; a canary folder beside them stands for everything outside.
+
+#![allow(clippy::unwrap_used, clippy::expect_used)]
+
+use std::io::{Read, Write};
+use std::net::TcpListener;
+use std::path::{Path, PathBuf};
+
+use corral_tests::cli::Corral;
+use corral_tests::server::tool_use;
+use serde_json::json;
+
+/// A base folder for one test, outside the temp folders, with a canary folder in it.
+struct Outside {
+    base: tempfile::TempDir,
+}
+
+impl Outside {
+    fn new() -> Self {
+        let base = tempfile::tempdir_in(env!("CARGO_TARGET_TMPDIR")).expect("base");
+        std::fs::create_dir(base.path().join("canary")).expect("canary dir");
+        std::fs::write(base.path().join("canary/file.txt"), "untouched").expect("canary");
+        Self { base }
+    }
+
+    fn canary(&self) -> PathBuf {
+        self.base.path().join("canary")
+    }
+
+    fn corral(&self) -> Corral {
+        // Commands get a $TMPDIR of their own, so it is not the base folder either.
+        let tmp = self.base.path().join("tmp");
+        std::fs::create_dir(&tmp).expect("tmp");
+        Corral::in_dir(self.base.path()).env("TMPDIR", tmp.to_str().expect("utf-8"))
+    }
+
+    /// The canary folder holds exactly its file, unchanged.
+    fn assert_untouched(&self) {
+        let names: Vec<String> = std::fs::read_dir(self.canary())
+            .expect("canary")
+            .map(|e| e.expect("entry").file_name().to_string_lossy().into_owned())
+            .collect();
+        assert_eq!(names, ["file.txt"], "something was written outside");
+        let text = std::fs::read_to_string(self.canary().join("file.txt")).expect("read");
+        assert_eq!(text, "untouched");
+    }
+}
+
+/// Whether this kernel can confine commands; says so loudly when not.
+fn landlock(test: &str) -> bool {
+    match corral::sandbox::landlock_abi() {
+        Some(_) => true,
+        None => {
+            eprintln!(
+                "SKIPPED {test}: this kernel has no Landlock (landlock_create_ruleset failed)"
+            );
+            false
+        }
+    }
+}
+
+fn bash(id: &str, command: &str) -> serde_json::Value {
+    tool_use(id, "bash", json!({ "command": command }))
+}
+
+fn sh_quote(path: &Path) -> String {
+    format!("'{}'", path.display())
+}
+
+#[test]
+fn commands_write_only_in_the_workspace_and_the_temp_folders() {
+    if !landlock("commands_write_only_in_the_workspace_and_the_temp_folders") {
+        return;
+    }
+    let outside = Outside::new();
+    let corral = outside.corral();
+    corral.write("corral.toml", "[agent]\nmax_turns = 10\n");
+    let policy_before = corral.read("corral.toml");
+    let canary = sh_quote(&outside.canary());
+    let home = sh_quote(corral.home.path());
+    let results = corral.call_tools(vec![
+        bash("inside", "echo made > inside.txt && mkdir -p sub && echo deep > sub/f && cat inside.txt"),
+        bash("canary", &format!("echo escaped > {canary}/new.txt")),
+        bash("canary-edit", &format!("echo changed > {canary}/file.txt")),
+        bash("canary-rm", &format!("rm -f {canary}/file.txt")),
+        bash("home", &format!("echo escaped > {home}/escaped.txt")),
+        bash("tmp", "echo t > \"$TMPDIR/ok.txt\" && echo t > /tmp/corral-sandbox-$$ && rm /tmp/corral-sandbox-$$ && echo tmp-ok"),
+        bash("policy", "echo '[shell]' >> corral.toml"),
+        bash("policy-mv", "mv corral.toml moved.toml"),
+        bash("policy-rm", "rm -f corral.toml"),
+        bash("state", "mkdir -p .corral/plugins && echo x > .corral/plugins/evil.wasm"),
+        bash("state-rm", "rm -rf .corral/sessions"),
+        bash("symlink", &format!("ln -s {canary} out && echo via > out/link.txt")),
+    ]);
+    let by_id = |i: usize| &results[i];
+    assert!(!by_id(0).0 && by_id(0).1.contains("made"), "{:?}", by_id(0));
+    assert_eq!(corral.read("sub/f"), "deep\n");
+    for (i, what) in [
+        (1, "canary"),
+        (2, "canary edit"),
+        (3, "canary rm"),
+        (4, "home"),
+    ] {
+        assert!(by_id(i).0, "{what}: {:?}", by_id(i));
+        assert!(
+            by_id(i).1.contains("Permission denied")
+                || by_id(i).1.contains("Operation not permitted"),
+            "{what}: {:?}",
+            by_id(i)
+        );
+    }
+    assert!(
+        !by_id(5).0 && by_id(5).1.contains("tmp-ok"),
+        "{:?}",
+        by_id(5)
+    );
+    for i in 6..=10 {
+        assert!(
+            by_id(i).0,
+            "policy or state change {i} must fail: {:?}",
+            by_id(i)
+        );
+        assert!(
+            by_id(i).1.contains("Read-only file system")
+                || by_id(i).1.contains("Device or resource busy")
+                || by_id(i).1.contains("Permission denied"),
+            "{:?}",
+            by_id(i)
+        );
+    }
+    assert!(
+        by_id(11).0,
+        "writing through a symlink out: {:?}",
+        by_id(11)
+    );
+    assert_eq!(corral.read("corral.toml"), policy_before);
+    assert!(!corral.path(".corral/plugins/evil.wasm").exists());
+    assert!(corral.path(".corral/sessions").is_dir());
+    assert!(!corral.home.path().join("escaped.txt").exists());
+    outside.assert_untouched();
+}
+
+#[test]
+fn hidden_paths_cannot_be_read_and_secrets_are_not_passed() {
+    if !landlock("hidden_paths_cannot_be_read_and_secrets_are_not_passed") {
+        return;
+    }
+    let outside = Outside::new();
+    let corral = outside
+        .corral()
+        .env("GITHUB_TOKEN", "gh-secret-value")
+        .env("DEPLOY_PASSWORD", "pw-secret-value")
+        .env("HARMLESS_SETTING", "plain-value");
+    let ssh = corral.home.path().join(".ssh");
+    std::fs::create_dir(&ssh).expect("ssh");
+    std::fs::write(ssh.join("id_ed25519"), "PRIVATE-KEY-MATERIAL").expect("key");
+    let results = corral.call_tools(vec![
+        bash("key", "cat ~/.ssh/id_ed25519"),
+        bash("list", "ls -a ~/.ssh"),
+        bash("env", "env"),
+        bash(
+            "config",
+            "ls ~/.config/corral; cat ~/.config/corral/* 2>&1 | head -c 200",
+        ),
+    ]);
+    assert!(
+        results[0].0 && !results[0].1.contains("PRIVATE-KEY-MATERIAL"),
+        "{:?}",
+        results[0]
+    );
+    assert!(!results[1].1.contains("id_ed25519"), "{:?}", results[1]);
+    let env = &results[2].1;
+    for secret in [
+        "test-key",
+        "ANTHROPIC_API_KEY",
+        "ANTHROPIC_BASE_URL",
+        "gh-secret-value",
+        "pw-secret-value",
+    ] {
+        assert!(!env.contains(secret), "{secret} reached the command: {env}");
+    }
+    assert!(env.contains("HARMLESS_SETTING=plain-value"), "{env}");
+    assert!(
+        env.contains("CORRAL_TASK="),
+        "the containment token stays: {env}"
+    );
+    assert!(!results[3].1.contains("trusted"), "{:?}", results[3]);
+    // The user can keep a variable on purpose.
+    corral.write("corral.toml", "[shell]\nenv_keep = [\"GITHUB_TOKEN\"]\n");
+    corral.trust();
+    let results = corral.call_tools(vec![bash("env", "env")]);
+    assert!(
+        results[0].1.contains("GITHUB_TOKEN=gh-secret-value"),
+        "{:?}",
+        results[0]
+    );
+    assert!(
+        !results[0].1.contains("pw-secret-value"),
+        "{:?}",
+        results[0]
+    );
+}
+
+/// A loopback HTTP server answering every request with `body`; returns its port.
+fn http_server(body: &'static str) -> u16 {
+    let listener = TcpListener::bind("127.0.0.1:0").expect("bind");
+    let port = listener.local_addr().expect("addr").port();
+    std::thread::spawn(move || {
+        for stream in listener.incoming() {
+            let Ok(mut stream) = stream else { continue };
+            let mut buf = [0u8; 4096];
+            let _ = stream.read(&mut buf);
+            let _ = write!(
+                stream,
+                "HTTP/1.1 200 OK\r\nContent-Length: {}\r\nConnection: close\r\n\r\n{body}",
+                body.len()
+            );
+        }
+    });
+    port
+}
+
+fn have_curl() -> bool {
+    let ok = std::process::Command::new("curl")
+        .arg("--version")
+        .output()
+        .is_ok();
+    if !ok {
+        eprintln!("SKIPPED the network checks: curl is not installed");
+    }
+    ok
+}
+
+#[test]
+fn the_network_is_off_by_default_and_granted_hosts_go_through_the_proxy() {
+    if !landlock("the_network_is_off_by_default_and_granted_hosts_go_through_the_proxy")
+        || !have_curl()
+    {
+        return;
+    }
+    let granted = http_server("granted-body");
+    let other = http_server("other-body");
+    let outside = Outside::new();
+    let corral = outside.corral();
+    let curl = |port: u16| format!("curl -sS --max-time 10 http://127.0.0.1:{port}/");
+    let results = corral.call_tools(vec![bash("off", &curl(granted))]);
+    assert!(results[0].0, "{:?}", results[0]);
+    assert!(!results[0].1.contains("granted-body"), "{:?}", results[0]);
+
+    corral.write(
+        "corral.toml",
+        &format!("[shell]\nnetwork = [\"127.0.0.1:{granted}\"]\n"),
+    );
+    corral.trust();
+    let results = corral.call_tools(vec![
+        bash("granted", &curl(granted)),
+        bash("other", &curl(other)),
+        bash("bypass", &format!("curl -sS --max-time 10 --noproxy '*' http://127.0.0.1:{granted}/")),
+        bash("udp", "python3 -c 'import socket; socket.socket(socket.AF_INET, socket.SOCK_DGRAM)' && echo udp-made"),
+    ]);
+    assert!(
+        !results[0].0 && results[0].1.contains("granted-body"),
+        "{:?}",
+        results[0]
+    );
+    assert!(!results[1].1.contains("other-body"), "{:?}", results[1]);
+    assert!(
+        results[1].1.contains("not granted") || results[1].1.contains("403"),
+        "{:?}",
+        results[1]
+    );
+    assert!(
+        results[2].0 && !results[2].1.contains("granted-body"),
+        "{:?}",
+        results[2]
+    );
+    assert!(!results[3].1.contains("udp-made"), "{:?}", results[3]);
+
+    // An untrusted file cannot open the network.
+    corral.write("corral.toml", "[shell]\nnetwork = true\n");
+    let results = corral.call_tools(vec![bash("untrusted", &curl(granted))]);
+    assert!(!results[0].1.contains("granted-body"), "{:?}", results[0]);
+}
+
+#[test]
+fn deny_rules_refuse_commands_by_name_in_bash_and_background() {
+    if !landlock("deny_rules_refuse_commands_by_name_in_bash_and_background") {
+        return;
+    }
+    let outside = Outside::new();
+    let corral = outside.corral();
+    corral.write(
+        "corral.toml",
+        "[shell]\ndeny = [\"git push*\", \"touch forbidden*\"]\n",
+    );
+    let results = corral.call_tools(vec![
+        bash("chain", "echo ok && git push origin main"),
+        bash("plain", "echo allowed"),
+        tool_use(
+            "bg",
+            "background_run",
+            json!({"command": "sleep 0; touch forbidden.txt"}),
+        ),
+    ]);
+    assert!(results[0].0, "{:?}", results[0]);
+    assert!(
+        results[0].1.contains("git push*"),
+        "the rule is named: {:?}",
+        results[0]
+    );
+    assert!(!results[1].0, "{:?}", results[1]);
+    assert!(
+        results[2].0 && results[2].1.contains("touch forbidden*"),
+        "{:?}",
+        results[2]
+    );
+    assert!(!corral.path("forbidden.txt").exists());
+}
+
+#[test]
+fn background_tasks_run_in_the_same_sandbox() {
+    if !landlock("background_tasks_run_in_the_same_sandbox") {
+        return;
+    }
+    let outside = Outside::new();
+    let corral = outside.corral();
+    let canary = sh_quote(&outside.canary());
+    let server = corral_tests::ScriptedServer::start(vec![
+        corral_tests::Turn::tools(vec![tool_use(
+            "bg",
+            "background_run",
+            json!({"command": format!("echo escaped > {canary}/bg.txt; echo inside > bg-inside.txt")}),
+        )])
+        .into(),
+        corral_tests::Turn::text("waiting").into(),
+        corral_tests::Turn::text("done").into(),
+    ]);
+    corral.run(Some(&server), &["run", "go"]).assert_code(0);
+    let last = server.bodies().pop().expect("a request").to_string();
+    assert!(
+        last.contains("<background-results>") && last.contains("Permission denied"),
+        "{last}"
+    );
+    // `corral run` waits for the task before it exits.
+    assert_eq!(corral.read("bg-inside.txt"), "inside\n");
+    outside.assert_untouched();
+}
+
+#[test]
+fn the_user_chooses_read_only_off_or_an_escalation_the_model_cannot() {
+    if !landlock("the_user_chooses_read_only_off_or_an_escalation_the_model_cannot") {
+        return;
+    }
+    let outside = Outside::new();
+    let corral = outside.corral();
+    let canary = outside.canary();
+    let write_out = format!("echo escaped > {}/out.txt", sh_quote(&canary));
+
+    // read-only narrows, so an untrusted file may set it.
+    corral.write("corral.toml", "[shell]\nsandbox = \"read-only\"\n");
+    let results = corral.call_tools(vec![bash("ro", "echo x > inside.txt")]);
+    assert!(
+        results[0].0 && results[0].1.contains("sandbox"),
+        "{:?}",
+        results[0]
+    );
+    assert!(!corral.path("inside.txt").exists());
+
+    // Untrusted, "off" is ignored.
+    corral.write("corral.toml", "[shell]\nsandbox = \"off\"\n");
+    let results = corral.call_tools(vec![bash("off-untrusted", &write_out)]);
+    assert!(results[0].0, "{:?}", results[0]);
+    outside.assert_untouched();
+
+    // Blocked, `corral run` tells the model how the user could allow it...
+    std::fs::remove_file(corral.path("corral.toml")).expect("rm");
+    let results = corral.call_tools(vec![bash("blocked", &write_out)]);
+    assert!(
+        results[0].0 && results[0].1.contains("--allow-escalation"),
+        "{:?}",
+        results[0]
+    );
+    outside.assert_untouched();
+
+    // ...and with --allow-escalation the command runs again outside.
+    let server = corral_tests::ScriptedServer::start(vec![
+        corral_tests::server::Turn::tools(vec![bash("esc", &write_out)]).into(),
+        corral_tests::server::Turn::text("done").into(),
+    ]);
+    corral
+        .run(Some(&server), &["run", "--allow-escalation", "go"])
+        .assert_code(0);
+    let results = corral_tests::server::tool_results(&server.bodies().pop().expect("body"));
+    assert!(!results[0].is_error, "{:?}", results[0].content);
+    assert!(
+        results[0].content.contains("outside"),
+        "{}",
+        results[0].content
+    );
+    assert_eq!(
+        std::fs::read_to_string(canary.join("out.txt")).expect("out"),
+        "escaped\n"
+    );
+
+    // A trusted "off" runs commands unconfined.
+    std::fs::remove_file(canary.join("out.txt")).expect("rm");
+    corral.write("corral.toml", "[shell]\nsandbox = \"off\"\n");
+    corral.trust();
+    let results = corral.call_tools(vec![bash("off", &write_out)]);
+    assert!(!results[0].0, "{:?}", results[0]);
+    assert!(canary.join("out.txt").exists());
+}
