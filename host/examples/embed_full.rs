@@ -77,7 +77,11 @@ async fn plugin_tools(
     workspace: &Workspace,
     policy: &Policy,
 ) -> Result<Vec<Arc<dyn Tool>>, Box<dyn std::error::Error>> {
-    let runtime = Runtime::new()?;
+    let runtime = Runtime::with_max_concurrent(
+        policy
+            .max_concurrent
+            .unwrap_or(plugins::DEFAULT_MAX_CONCURRENT),
+    )?;
     let log: plugins::LogSink =
         Arc::new(|plugin, level, message| eprintln!("[{plugin} {level:?}] {message}"));
     let found = WorkspacePlugins::load(&runtime, workspace, policy, &[], log).await;

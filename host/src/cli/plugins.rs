@@ -20,7 +20,10 @@ pub async fn load(
     extra: &[PathBuf],
     display: &Display,
 ) -> WorkspacePlugins {
-    let runtime = match Runtime::new() {
+    let slots = policy
+        .max_concurrent
+        .unwrap_or(corral::plugins::DEFAULT_MAX_CONCURRENT);
+    let runtime = match Runtime::with_max_concurrent(slots) {
         Ok(runtime) => runtime,
         Err(error) => {
             eprintln!("corral: the plugin runtime could not start: {error}");

@@ -141,6 +141,8 @@ pub struct PluginsSection {
     pub disabled: Vec<String>,
     pub timeout_ms: Option<Spanned<u64>>,
     pub memory_mb: Option<Spanned<u64>>,
+    /// Plugin calls in flight at once (each holds a store of up to its memory).
+    pub max_concurrent: Option<Spanned<u64>>,
 }
 
 /// `[plugin.<name>]`: what one plugin is granted.

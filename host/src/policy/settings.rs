@@ -32,6 +32,8 @@ pub const WORKSPACE_FILE: &str = "corral.toml";
 pub const MAX_TIMEOUT_MS: u64 = 10 * 60 * 1000;
 /// The most memory a workspace may give a plugin.
 pub const MAX_MEMORY_MB: u64 = 1024;
+/// The most plugin calls `[plugins] max_concurrent` may let run at once.
+pub const MAX_CONCURRENT_CALLS: u64 = 64;
 
 const MIB: u64 = 1024 * 1024;
 
@@ -70,6 +72,9 @@ pub struct Policy {
     pub disabled: Vec<String>,
     /// Limits of plugins the workspace says nothing particular about.
     pub default_limits: Limits,
+    /// `[plugins] max_concurrent`: plugin calls in flight at once; `None`, the runtime's
+    /// default ([`crate::plugins::DEFAULT_MAX_CONCURRENT`]).
+    pub max_concurrent: Option<usize>,
     /// `[plugin.<name>]` sections.
     pub plugins: BTreeMap<String, PluginPolicy>,
     /// Whether the workspace's file is trusted, and what of it was ignored because it is not.
@@ -321,6 +326,15 @@ impl Policy {
             let mb = bounded(mb, 1, MAX_MEMORY_MB, "memory_mb", source)?;
             if gate.limit("[plugins] memory_mb", mb, mebibytes(baseline), " MiB") {
                 self.default_limits.memory = mib(mb);
+            }
+        }
+        if let Some(n) = &file.plugins.max_concurrent {
+            let n = bounded(n, 1, MAX_CONCURRENT_CALLS, "max_concurrent", source)?;
+            let current = self
+                .max_concurrent
+                .unwrap_or(crate::plugins::DEFAULT_MAX_CONCURRENT);
+            if gate.limit("[plugins] max_concurrent", n, current as u64, "") {
+                self.max_concurrent = Some(n as usize);
             }
         }
         for (name, section) in file.plugin {
@@ -691,6 +705,76 @@ memory_mb = 1024
         );
         assert_eq!(p.trust.status, TrustStatus::Untrusted);
         assert!(p.trust.sha256.as_deref().is_some_and(|s| s.len() == 64));
+    }
+
+    /// The shell sandbox's keys: untrusted, a file may make it stricter (read-only, more hidden
+    /// paths, no network, rules) but never looser (off, writable folders, network, kept
+    /// secrets); trusted, it applies whole.
+    #[test]
+    fn the_shell_sandbox_only_tightens_untrusted() {
+        use crate::sandbox::{SandboxMode, ShellNetwork};
+        let loose = "[shell]\nsandbox = \"off\"\nwritable = [\"/opt/cache\"]\nnetwork = true\nenv_keep = [\"GITHUB_TOKEN\"]\n";
+        let p = load("", loose, TrustStatus::Untrusted);
+        assert_eq!(p.shell.sandbox.mode, SandboxMode::Workspace);
+        assert!(p.shell.sandbox.writable.is_empty());
+        assert_eq!(p.shell.sandbox.network, ShellNetwork::Off);
+        assert!(p.shell.env_keep.is_empty());
+        assert_eq!(
+            ignored(&p),
+            [
+                "[shell] sandbox",
+                "[shell] writable",
+                "[shell] network",
+                "[shell] env_keep"
+            ]
+        );
+        let p = load("", loose, TrustStatus::Trusted);
+        assert_eq!(p.shell.sandbox.mode, SandboxMode::Off);
+        assert_eq!(p.shell.sandbox.writable, [PathBuf::from("/opt/cache")]);
+        assert_eq!(p.shell.sandbox.network, ShellNetwork::On);
+        assert_eq!(p.shell.env_keep, ["GITHUB_TOKEN"]);
+
+        let strict = "[shell]\nsandbox = \"read-only\"\nhidden = [\"/srv/keys\"]\nnetwork = false\ndeny = [\"git push*\"]\nallow = [\"cargo *\"]\n";
+        let user = "[shell]\nnetwork = [\"crates.io\"]\n";
+        let p = load(user, strict, TrustStatus::Untrusted);
+        assert_eq!(p.shell.sandbox.mode, SandboxMode::ReadOnly);
+        assert!(p.shell.sandbox.hidden.contains(&PathBuf::from("/srv/keys")));
+        assert_eq!(
+            p.shell.sandbox.network,
+            ShellNetwork::Off,
+            "false narrows the user's list"
+        );
+        assert!(p.shell.rules.check("git push origin").is_err());
+        assert!(p.shell.rules.check("cargo test").is_ok());
+        assert!(p.shell.rules.check("make").is_err(), "not in allow");
+        assert!(ignored(&p).is_empty(), "{:?}", ignored(&p));
+    }
+
+    /// `[plugins] max_concurrent` is bounded at parse; untrusted, it may only lower the cap.
+    #[test]
+    fn plugin_call_slots_are_bounded_and_gated() {
+        let file = |n: u64| format!("[plugins]\nmax_concurrent = {n}\n");
+        assert_eq!(
+            load("", &file(2), TrustStatus::Untrusted).max_concurrent,
+            Some(2)
+        );
+        let raised = load("", &file(32), TrustStatus::Untrusted);
+        assert_eq!(raised.max_concurrent, None, "32 raises the default 8");
+        assert_eq!(ignored(&raised), ["[plugins] max_concurrent"]);
+        assert_eq!(
+            load("", &file(32), TrustStatus::Trusted).max_concurrent,
+            Some(32)
+        );
+        for bad in [0, 65] {
+            let dir = tempfile::tempdir().unwrap();
+            std::fs::write(dir.path().join("corral.toml"), file(bad)).unwrap();
+            let ws = Workspace::open(dir.path()).unwrap();
+            let error = Policy::load(&ws, None).unwrap_err().to_string();
+            assert!(
+                error.contains("max_concurrent must be from 1 to 64"),
+                "{error}"
+            );
+        }
     }
 
     /// Trusted, the same file applies whole, and nothing is ignored.
