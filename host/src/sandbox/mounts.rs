@@ -71,6 +71,9 @@ pub fn isolate(plan: &Plan) -> io::Result<Isolation> {
             hide(&entry).map_err(|e| context(e, &path.display().to_string()))?;
         }
     }
+    if uid == 0 {
+        hide_raw_access()?;
+    }
     Ok(Isolation::Mounts)
 }
 
@@ -127,6 +130,25 @@ fn bind_read_only(entry: &File, path: &Path) -> io::Result<()> {
     )
 }
 
+/// What lets root read every file while bypassing the hidden paths: block devices (raw disks),
+/// physical and kernel memory. Only root can open them, and only root needs them covered.
+const RAW_ACCESS: &[&str] = &["/dev/mem", "/dev/kmem", "/dev/port", "/proc/kcore"];
+
+fn hide_raw_access() -> io::Result<()> {
+    let mut paths: Vec<std::path::PathBuf> = RAW_ACCESS.iter().map(Into::into).collect();
+    for entry in std::fs::read_dir("/dev")?.flatten() {
+        if entry.file_type().is_ok_and(|t| t.is_block_device()) {
+            paths.push(entry.path());
+        }
+    }
+    for path in paths {
+        if let Some(entry) = open_entry(&path)? {
+            hide(&entry).map_err(|e| context(e, &path.display().to_string()))?;
+        }
+    }
+    Ok(())
+}
+
 /// Covers `entry`: a folder with an empty read-only tmpfs, anything else with `/dev/null`.
 fn hide(entry: &File) -> io::Result<()> {
     let at = fd_path(entry);
@@ -139,7 +161,12 @@ fn hide(entry: &File) -> io::Result<()> {
             libc::MS_RDONLY | libc::MS_NOSUID | libc::MS_NODEV | libc::MS_NOEXEC,
             Some("size=4k,mode=000"),
         )
-    } else if kind.is_file() || kind.is_char_device() || kind.is_fifo() || kind.is_socket() {
+    } else if kind.is_file()
+        || kind.is_char_device()
+        || kind.is_block_device()
+        || kind.is_fifo()
+        || kind.is_socket()
+    {
         mount(Some("/dev/null"), &at, None, libc::MS_BIND, None)
     } else {
         Ok(())

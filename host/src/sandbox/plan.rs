@@ -45,6 +45,11 @@ pub struct Plan {
 /// commands the Landlock-only way, as on a system without user namespaces.
 pub const NO_NAMESPACES_ENV: &str = "CORRAL_SANDBOX_NO_NAMESPACES";
 
+/// Entries of a git repository at the workspace root that would run code outside the
+/// sandbox later (hooks, `core.hooksPath`, `core.fsmonitor`): read-only to commands when they
+/// exist (in a mount namespace; the Landlock-only way cannot protect them).
+const GIT_PROTECTED: &[&str] = &[".git/hooks", ".git/config"];
+
 /// Devices commands may write (and use): the sinks and sources every tool expects, and
 /// terminals.
 const DEVICES: &[&str] = &[
@@ -80,6 +85,12 @@ impl Plan {
         let protected = [POLICY_FILE, STATE_DIR]
             .iter()
             .map(|name| workspace.join(name))
+            .chain(
+                GIT_PROTECTED
+                    .iter()
+                    .map(|rel| workspace.join(rel))
+                    .filter(|p| p.exists()),
+            )
             .collect();
         let mut writable: Vec<PathBuf> = temp_dirs()
             .into_iter()

@@ -1,5 +1,7 @@
 //! Step 3 of the helper: a seccomp filter, with the `seccompiler` crate, for what Landlock
-//! cannot say. Denied calls fail with `EPERM`; everything else is allowed.
+//! cannot say. Denied calls fail with `EPERM`; everything else is allowed. A call of another
+//! architecture (32-bit `int 0x80`, where `socketcall` lives) kills the process; the x32 numbers
+//! of the denied calls are denied too.
 //!
 //! - Always: `io_uring` (its socket and file operations would bypass this filter), loading or
 //!   removing kernel modules, `kexec`, `bpf`, `perf_event_open`, swap changes, `reboot`,
@@ -60,6 +62,10 @@ const NOT_STREAM: &[i32] = &[
     10,
 ];
 
+/// The bit that marks an x32 system call number on x86_64.
+#[cfg(target_arch = "x86_64")]
+const X32_SYSCALL_BIT: i64 = 0x4000_0000;
+
 /// The type bits of `socket`'s second argument (the rest are `SOCK_NONBLOCK`, `SOCK_CLOEXEC`).
 const SOCK_TYPE_MASK: u64 = 0xf;
 
@@ -109,6 +115,15 @@ pub fn program(network: NetPlan) -> Result<BpfProgram, String> {
     };
     if !socket_rules.is_empty() {
         rules.insert(libc::SYS_socket, socket_rules);
+    }
+    // The x32 ABI reaches the same calls under other numbers (the arch check passes them).
+    #[cfg(target_arch = "x86_64")]
+    {
+        let x32: Vec<(i64, Vec<SeccompRule>)> = rules
+            .iter()
+            .map(|(&call, rules)| (call | X32_SYSCALL_BIT, rules.clone()))
+            .collect();
+        rules.extend(x32);
     }
     let arch = TargetArch::try_from(std::env::consts::ARCH).map_err(|e| e.to_string())?;
     let filter = SeccompFilter::new(
