@@ -111,6 +111,7 @@ fn commands_write_only_in_the_workspace_and_the_temp_folders() {
         assert!(by_id(i).0, "{what}: {:?}", by_id(i));
         assert!(
             by_id(i).1.contains("Permission denied")
+                || by_id(i).1.contains("Read-only file system")
                 || by_id(i).1.contains("Operation not permitted"),
             "{what}: {:?}",
             by_id(i)
@@ -407,7 +408,8 @@ fn background_tasks_run_in_the_same_sandbox() {
     corral.run(Some(&server), &["run", "go"]).assert_code(0);
     let last = server.bodies().pop().expect("a request").to_string();
     assert!(
-        last.contains("<background-results>") && last.contains("Permission denied"),
+        last.contains("<background-results>")
+            && (last.contains("Permission denied") || last.contains("Read-only file system")),
         "{last}"
     );
     // `corral run` waits for the task before it exits.
@@ -478,4 +480,144 @@ fn the_user_chooses_read_only_off_or_an_escalation_the_model_cannot() {
     let results = corral.call_tools(vec![bash("off", &write_out)]);
     assert!(!results[0].0, "{:?}", results[0]);
     assert!(canary.join("out.txt").exists());
+}
+
+/// In `corral chat` at a terminal, a command the sandbox blocked is asked about; "always"
+/// runs it outside, and the same command again later without asking.
+#[test]
+fn chat_asks_before_running_a_blocked_command_outside() {
+    if !landlock("chat_asks_before_running_a_blocked_command_outside") {
+        return;
+    }
+    let outside = Outside::new();
+    let corral = outside.corral();
+    let out_file = outside.canary().join("chat.txt");
+    let write_out = format!("echo escaped >> {}", sh_quote(&out_file));
+    let server = corral_tests::ScriptedServer::start(vec![
+        corral_tests::Turn::tools(vec![bash("one", &write_out)]).into(),
+        corral_tests::Turn::text("First done.").into(),
+        corral_tests::Turn::tools(vec![bash("two", &write_out)]).into(),
+        corral_tests::Turn::text("Second done.").into(),
+    ]);
+    let mut cmd = corral.command_for(&Corral::bin(), Some(&server));
+    cmd.arg("chat");
+    let answers = [
+        ("> ", "write it\n"),
+        ("[a]lways for this command", "a\n"),
+        ("First done.", "again\n"),
+        ("Second done.", "/exit\n"),
+    ]
+    .map(|(a, b)| (a.to_string(), b.to_string()))
+    .to_vec();
+    let run =
+        corral_tests::pty::run_in_pty_answering(cmd, std::time::Duration::from_secs(60), answers);
+    run.assert_code(0);
+    let raw = run.raw();
+    assert_eq!(
+        raw.matches("run this outside the sandbox?").count(),
+        1,
+        "{raw:?}"
+    );
+    assert_eq!(
+        std::fs::read_to_string(&out_file).expect("written"),
+        "escaped\nescaped\n"
+    );
+    let bodies = server.bodies();
+    let first = corral_tests::tool_results(&bodies[1]);
+    assert!(
+        !first[0].is_error && first[0].content.contains("outside"),
+        "{:?}",
+        first[0].content
+    );
+}
+
+/// What Landlock alone does not cover: metadata changes outside (chmod, times), typing into a
+/// terminal (TIOCSTI), root's capabilities, TCP Fast Open past the proxy.
+#[test]
+fn metadata_terminals_capabilities_and_fast_open_are_refused() {
+    if !landlock("metadata_terminals_capabilities_and_fast_open_are_refused") || !have_curl() {
+        return;
+    }
+    let other = http_server("other-body");
+    let outside = Outside::new();
+    let corral = outside.corral();
+    corral.write("corral.toml", "[shell]\nnetwork = [\"127.0.0.1:9\"]\n");
+    corral.trust();
+    let canary_file = sh_quote(&outside.canary().join("file.txt"));
+    let fast_open = format!(
+        "python3 -c 'import socket; s=socket.socket(); s.sendto(b\"GET / HTTP/1.0\\r\\n\\r\\n\", 0x20000000, (\"127.0.0.1\", {other})); print(s.recv(100))'"
+    );
+    let results = corral.call_tools(vec![
+        bash("chmod", &format!("chmod 777 {canary_file}")),
+        bash("touch", &format!("touch -d 2001-01-01 {canary_file}")),
+        bash("caps", "grep CapEff /proc/self/status"),
+        bash(
+            "tiocsti",
+            "python3 -c 'import os, fcntl, termios; m, s = os.openpty(); fcntl.ioctl(s, termios.TIOCSTI, b\"x\"); print(\"injected\")'",
+        ),
+        bash("fastopen", &fast_open),
+        bash("inside", "echo x > mine.sh && chmod +x mine.sh && touch mine.sh && echo inside-ok"),
+    ]);
+    assert!(
+        results[0].0 && results[0].1.contains("Read-only file system"),
+        "{:?}",
+        results[0]
+    );
+    assert!(results[1].0, "{:?}", results[1]);
+    assert!(
+        results[2].1.contains("CapEff:\t0000000000000000"),
+        "{:?}",
+        results[2]
+    );
+    assert!(
+        results[3].0 && !results[3].1.contains("injected"),
+        "{:?}",
+        results[3]
+    );
+    assert!(
+        results[4].0 && !results[4].1.contains("other-body"),
+        "{:?}",
+        results[4]
+    );
+    assert!(!results[5].0, "{:?}", results[5]);
+    use std::os::unix::fs::PermissionsExt;
+    let mode = std::fs::metadata(outside.canary().join("file.txt"))
+        .unwrap()
+        .permissions()
+        .mode();
+    assert_ne!(mode & 0o777, 0o777);
+    outside.assert_untouched();
+}
+
+/// Where no user namespace can be made, Landlock alone still keeps writes in the workspace and
+/// `corral.toml` unwritable, and does not follow a symlink at the workspace's top.
+#[test]
+fn without_namespaces_landlock_alone_still_confines() {
+    if !landlock("without_namespaces_landlock_alone_still_confines") {
+        return;
+    }
+    let outside = Outside::new();
+    let corral = outside.corral().env("CORRAL_SANDBOX_NO_NAMESPACES", "1");
+    corral.write("corral.toml", "[agent]\nmax_turns = 10\n");
+    corral.write("src/lib.rs", "// code\n");
+    std::os::unix::fs::symlink(outside.canary(), corral.path("out")).unwrap();
+    let canary = sh_quote(&outside.canary());
+    let results = corral.call_tools(vec![
+        bash("src", "echo '// more' >> src/lib.rs && echo src-ok"),
+        bash("policy", "echo '[shell]' >> corral.toml"),
+        bash("canary", &format!("echo x > {canary}/new.txt")),
+        bash("link", "echo x > out/via-link.txt"),
+        bash("tmp", "echo t > \"$TMPDIR/t\" && echo tmp-ok"),
+    ]);
+    assert!(
+        !results[0].0 && results[0].1.contains("src-ok"),
+        "{:?}",
+        results[0]
+    );
+    for i in 1..=3 {
+        assert!(results[i].0, "{i}: {:?}", results[i]);
+    }
+    assert!(!results[4].0, "{:?}", results[4]);
+    assert_eq!(corral.read("corral.toml"), "[agent]\nmax_turns = 10\n");
+    outside.assert_untouched();
 }

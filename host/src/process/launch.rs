@@ -5,7 +5,8 @@
 //! **No secrets by default**, as Codex's shell environment policy does: with `env =
 //! "inherit"`, variables whose names contain one of [`SECRET_WORDS`] (any case), and the
 //! provider variables corral itself reads ([`PROVIDER_VARS`]), are dropped unless `[shell]
-//! env_keep` names them. A list (`env = [...]`) is the user's own choice and is kept whole.
+//! env_keep` names them; so are the addresses of agents that act for the user
+//! ([`AGENT_VARS`]: `SSH_AUTH_SOCK`, the session bus, `DOCKER_HOST`). A list (`env = [...]`) is the user's own choice and is kept whole.
 
 use std::io;
 use std::process::Command;
@@ -38,10 +39,22 @@ pub enum CommandEnv {
     Only(Vec<String>),
 }
 
+/// The addresses of agents and buses that act for the user outside the sandbox (an SSH agent
+/// signs, a session bus starts programs, a Docker daemon runs containers as root).
+pub const AGENT_VARS: &[&str] = &[
+    "SSH_AUTH_SOCK",
+    "SSH_AGENT_PID",
+    "GPG_AGENT_INFO",
+    "DBUS_SESSION_BUS_ADDRESS",
+    "DOCKER_HOST",
+];
+
 /// Whether `name` is dropped from an inherited environment.
 pub fn is_secret(name: &str) -> bool {
     let upper = name.to_ascii_uppercase();
-    PROVIDER_VARS.contains(&upper.as_str()) || SECRET_WORDS.iter().any(|w| upper.contains(w))
+    PROVIDER_VARS.contains(&upper.as_str())
+        || AGENT_VARS.contains(&upper.as_str())
+        || SECRET_WORDS.iter().any(|w| upper.contains(w))
 }
 
 /// Whether commands are confined.

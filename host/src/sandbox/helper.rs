@@ -7,6 +7,60 @@ use std::os::unix::process::CommandExt;
 
 use super::{Plan, landlock, mounts, seccomp};
 
+/// Drops every capability, for good: the bounding set (so an `exec` as root gains none back),
+/// the ambient set, and the effective, permitted and inheritable sets. Root keeps its uid (and
+/// so its files), not its powers (a clone of a mount, raw devices, `CAP_DAC_OVERRIDE`).
+fn drop_capabilities() -> std::io::Result<()> {
+    // The kernel's last capability; higher numbers are refused with EINVAL.
+    let last = std::fs::read_to_string("/proc/sys/kernel/cap_last_cap")
+        .ok()
+        .and_then(|s| s.trim().parse::<libc::c_ulong>().ok())
+        .unwrap_or(40);
+    for cap in 0..=last {
+        // SAFETY: prctl with integer arguments.
+        if unsafe { libc::prctl(libc::PR_CAPBSET_DROP, cap, 0, 0, 0) } != 0 {
+            let error = std::io::Error::last_os_error();
+            // Without CAP_SETPCAP (not root) the set is already out of reach of an exec.
+            if error.raw_os_error() != Some(libc::EPERM) {
+                return Err(error);
+            }
+        }
+    }
+    // SAFETY: prctl with integer arguments.
+    unsafe {
+        libc::prctl(
+            libc::PR_CAP_AMBIENT,
+            libc::PR_CAP_AMBIENT_CLEAR_ALL,
+            0,
+            0,
+            0,
+        );
+    }
+    #[repr(C)]
+    struct Header {
+        version: u32,
+        pid: i32,
+    }
+    #[repr(C)]
+    #[derive(Default, Clone, Copy)]
+    struct Data {
+        effective: u32,
+        permitted: u32,
+        inheritable: u32,
+    }
+    const LINUX_CAPABILITY_VERSION_3: u32 = 0x2008_0522;
+    let mut header = Header {
+        version: LINUX_CAPABILITY_VERSION_3,
+        pid: 0,
+    };
+    let data = [Data::default(); 2];
+    // SAFETY: capset reads a valid header and two data structs (version 3).
+    if unsafe { libc::syscall(libc::SYS_capset, &mut header, data.as_ptr()) } != 0 {
+        return Err(std::io::Error::last_os_error());
+    }
+    Ok(())
+}
+
 /// Confines this process and execs the command. Returns only on failure, with the reason.
 pub fn run(mut args: impl Iterator<Item = OsString>) -> String {
     let Some(plan) = args.next() else {
@@ -31,6 +85,9 @@ pub fn run(mut args: impl Iterator<Item = OsString>) -> String {
         Ok(isolation) => isolation,
         Err(e) => return format!("mount namespace: {e}"),
     };
+    if let Err(e) = drop_capabilities() {
+        return format!("dropping capabilities: {e}");
+    }
     if let Err(e) = landlock::restrict(&plan, isolation) {
         return format!("Landlock: {e}");
     }

@@ -69,13 +69,15 @@ pub fn restrict(plan: &Plan, isolation: Isolation) -> Result<(), String> {
         match isolation {
             Isolation::Mounts => rules.push((plan.workspace.clone(), read | write)),
             Isolation::LandlockOnly => {
-                if let Ok(entries) = std::fs::read_dir(&plan.workspace) {
-                    for entry in entries.flatten() {
-                        let path = entry.path();
-                        if !plan.protected.contains(&path) {
-                            rules.push((path, read | write));
-                        }
-                    }
+                for entry in top_entries(plan) {
+                    let access = if entry.metadata().is_ok_and(|m| m.is_dir()) {
+                        read | write
+                    } else {
+                        (read | write) & AccessFs::from_file(TARGET_ABI)
+                    };
+                    created = created
+                        .add_rule(PathBeneath::new(entry, access))
+                        .map_err(error)?;
                 }
             }
         }
@@ -108,6 +110,36 @@ pub fn restrict(plan: &Plan, isolation: Isolation) -> Result<(), String> {
         return Err("no_new_privs could not be set".into());
     }
     Ok(())
+}
+
+/// The workspace's top-level entries the Landlock-only way may grant: each opened without
+/// following a symlink (a link would grant its target, anywhere), symlinks skipped, and
+/// neither a protected entry nor another name of one (a hard link of `corral.toml`).
+fn top_entries(plan: &Plan) -> Vec<std::fs::File> {
+    use std::os::unix::fs::{MetadataExt, OpenOptionsExt};
+    let identity = |m: &std::fs::Metadata| (m.dev(), m.ino());
+    let protected: Vec<(u64, u64)> = plan
+        .protected
+        .iter()
+        .filter_map(|p| std::fs::symlink_metadata(p).ok())
+        .map(|m| identity(&m))
+        .collect();
+    let Ok(entries) = std::fs::read_dir(&plan.workspace) else {
+        return Vec::new();
+    };
+    entries
+        .flatten()
+        .filter_map(|entry| {
+            let file = std::fs::OpenOptions::new()
+                .read(true)
+                .custom_flags(libc::O_PATH | libc::O_NOFOLLOW | libc::O_CLOEXEC)
+                .open(entry.path())
+                .ok()?;
+            let meta = file.metadata().ok()?;
+            let keep = !meta.file_type().is_symlink() && !protected.contains(&identity(&meta));
+            keep.then_some(file)
+        })
+        .collect()
 }
 
 fn is_dir(path: &Path) -> bool {

@@ -130,8 +130,9 @@ impl Default for SandboxSettings {
     }
 }
 
-/// What commands may not read unless the user says otherwise: SSH and cloud keys, GnuPG, and
-/// corral's own config (trust records, approvals, the user's settings) and state.
+/// What commands may not read unless the user says otherwise: SSH and cloud keys, GnuPG,
+/// corral's own config (trust records, approvals, the user's settings) and state, and the
+/// sockets of agents and daemons that would act for the user outside the sandbox.
 pub fn default_hidden() -> Vec<PathBuf> {
     let mut hidden = Vec::new();
     if let Some(home) = dirs::home_dir() {
@@ -147,6 +148,23 @@ pub fn default_hidden() -> Vec<PathBuf> {
     }
     if let Some(config) = crate::policy::config_dir() {
         hidden.push(config);
+    }
+    // The Unix sockets of what acts for the user outside: the session bus and agents in the
+    // runtime folder, Docker, X11, tmux, an SSH agent.
+    // SAFETY: a getter.
+    let uid = unsafe { libc::getuid() };
+    match std::env::var_os("XDG_RUNTIME_DIR").filter(|d| !d.is_empty()) {
+        Some(dir) => hidden.push(PathBuf::from(dir)),
+        None => hidden.push(PathBuf::from(format!("/run/user/{uid}"))),
+    }
+    for path in ["/run/docker.sock", "/var/run/docker.sock", "/tmp/.X11-unix"] {
+        hidden.push(PathBuf::from(path));
+    }
+    hidden.push(PathBuf::from(format!("/tmp/tmux-{uid}")));
+    if let Some(agent) = std::env::var_os("SSH_AUTH_SOCK").map(PathBuf::from)
+        && let Some(dir) = agent.parent().filter(|d| d.starts_with("/tmp/"))
+    {
+        hidden.push(dir.to_path_buf());
     }
     if let Some(data) = dirs::data_dir() {
         hidden.push(data.join("corral"));

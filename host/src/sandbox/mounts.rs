@@ -18,7 +18,7 @@ use std::fs::File;
 use std::io;
 use std::os::fd::AsRawFd;
 use std::os::unix::fs::{FileTypeExt, OpenOptionsExt};
-use std::path::Path;
+use std::path::{Path, PathBuf};
 
 use super::Plan;
 
@@ -61,6 +61,7 @@ pub fn isolate(plan: &Plan) -> io::Result<Isolation> {
     }
     mount(None, "/", None, libc::MS_REC | libc::MS_PRIVATE, None)
         .map_err(|e| context(e, "making the mounts private"))?;
+    read_only_but(&writable_roots(plan))?;
     for path in &plan.protected {
         if let Some(entry) = open_entry(path)? {
             bind_read_only(&entry, path).map_err(|e| context(e, &path.display().to_string()))?;
@@ -74,11 +75,94 @@ pub fn isolate(plan: &Plan) -> io::Result<Isolation> {
     if uid == 0 {
         hide_raw_access()?;
     }
+    // The working folder was entered before the mounts: enter it again, so that it is the
+    // writable bind (or the read-only cover), not what is beneath.
+    let cwd = std::env::current_dir()?;
+    std::env::set_current_dir(&cwd).map_err(|e| context(e, &cwd.display().to_string()))?;
     Ok(Isolation::Mounts)
 }
 
 fn context(error: io::Error, what: &str) -> io::Error {
     io::Error::new(error.kind(), format!("{what}: {error}"))
+}
+
+/// The paths commands may write: the workspace (in `"workspace"` mode) and the plan's
+/// writable paths that exist.
+fn writable_roots(plan: &Plan) -> Vec<PathBuf> {
+    let mut roots: Vec<PathBuf> = plan.writable.clone();
+    if plan.workspace_writable {
+        roots.push(plan.workspace.clone());
+    }
+    roots.retain(|p| p.exists());
+    roots
+}
+
+/// Makes every mount read-only but `writable`, each first bound over itself (so it is a mount
+/// of its own that stays writable). Landlock refuses writing the content of files elsewhere;
+/// this refuses changing their metadata too (`chmod`, `chown`, times, extended attributes),
+/// which Landlock does not cover. A mount that cannot be made read-only (a kernel file system
+/// beneath `/proc` or `/sys`, say) is left as it is: Landlock still refuses writes to it.
+fn read_only_but(writable: &[PathBuf]) -> io::Result<()> {
+    for root in writable {
+        // Device I/O is not a write to the file system: a device on a read-only mount works.
+        // Binding one (or the pty folder) over itself would cut it from its devpts instance.
+        let device = std::fs::metadata(root)
+            .is_ok_and(|m| m.file_type().is_char_device() || m.file_type().is_block_device());
+        if device || root.as_path() == Path::new("/dev/pts") {
+            continue;
+        }
+        if let Some(entry) = open_entry(root)? {
+            let at = fd_path(&entry);
+            mount(Some(&at), &at, None, libc::MS_BIND | libc::MS_REC, None)
+                .map_err(|e| context(e, &root.display().to_string()))?;
+        }
+    }
+    let mountinfo = std::fs::read_to_string("/proc/self/mountinfo")?;
+    for line in mountinfo.lines() {
+        let Some(point) = line.split(' ').nth(4).map(unescape) else {
+            continue;
+        };
+        let point = PathBuf::from(point);
+        if writable.iter().any(|w| point.starts_with(w)) {
+            continue;
+        }
+        let Some(target) = point.to_str() else {
+            continue;
+        };
+        let Ok(kept) = locked_flags(target) else {
+            continue;
+        };
+        let _ = mount(
+            None,
+            target,
+            None,
+            libc::MS_BIND | libc::MS_REMOUNT | libc::MS_RDONLY | kept,
+            None,
+        );
+    }
+    Ok(())
+}
+
+/// A mount point as `/proc/self/mountinfo` writes it: space, tab, newline and backslash as
+/// octal escapes.
+fn unescape(field: &str) -> String {
+    let mut out = String::with_capacity(field.len());
+    let mut chars = field.chars();
+    while let Some(c) = chars.next() {
+        if c == '\\' {
+            let code: String = chars.by_ref().take(3).collect();
+            match u8::from_str_radix(&code, 8) {
+                Ok(byte) => out.push(byte as char),
+                Err(_) => {
+                    out.push('\\');
+                    out.push_str(&code);
+                }
+            }
+        } else {
+            out.push(c);
+        }
+    }
+    out
 }
 
 /// An entry opened without following a symlink at its place; `None` when it does not exist.

@@ -242,6 +242,16 @@ impl CommandRules {
         if self.is_empty() {
             return Ok(());
         }
+        // A function named like an allowed command runs whatever its body says, and a body is
+        // not checked where it is called: a line that defines one is refused.
+        if defines_function(command) {
+            return Err(Refusal {
+                part: shown(command),
+                reason: RefusalReason::Unparsable(
+                    "it defines a shell function, whose calls [shell] rules cannot check".into(),
+                ),
+            });
+        }
         let mut commands = Vec::new();
         if let Err(why) = collect(command, 0, &mut commands) {
             return Err(Refusal {
@@ -375,6 +385,18 @@ fn collect(line: &str, depth: usize, out: &mut Vec<Simple>) -> Result<(), String
         });
     }
     Ok(())
+}
+
+/// Whether `command` may define a shell function: `name()` (spaces allowed inside) or the
+/// `function` keyword as a word. Quoted text is looked at too: a false alarm only refuses.
+fn defines_function(command: &str) -> bool {
+    static PATTERN: std::sync::LazyLock<Option<regex::Regex>> = std::sync::LazyLock::new(|| {
+        regex::Regex::new(
+            r"(^|[^A-Za-z0-9_$])[A-Za-z_][A-Za-z0-9_.:-]*\s*\(\s*\)|(^|[\s;&|({])function\s",
+        )
+        .ok()
+    });
+    PATTERN.as_ref().is_none_or(|re| re.is_match(command))
 }
 
 /// The views of one simple command's words (see [`Simple::views`]) and, when the last view is
@@ -1239,6 +1261,32 @@ mod tests {
 
     /// Deny beats allow, even `*`, and a deny anywhere in the line is reported before a part
     /// that is merely not allowed.
+    #[test]
+    fn function_definitions_are_refused() {
+        let rules = CommandRules {
+            deny: vec![Rule::parse("git push*").unwrap()],
+            allow: vec![vec![Rule::parse("cargo test *").unwrap()]],
+        };
+        for line in [
+            "cargo() { git push; }; cargo test",
+            "function cargo { git push; }; cargo test",
+            "cargo () { git push; }\ncargo test",
+        ] {
+            let refusal = rules.check(line).unwrap_err();
+            assert!(
+                matches!(refusal.reason, RefusalReason::Unparsable(_)),
+                "{line}"
+            );
+        }
+        assert!(rules.check("cargo test -p x").is_ok());
+        let substitution = rules.check("cargo test $(echo x)").unwrap_err();
+        assert_eq!(
+            substitution.reason,
+            RefusalReason::NotAllowed,
+            "a substitution is no function"
+        );
+    }
+
     #[test]
     fn deny_beats_allow() {
         let rules = rules(&["git push*"], &[&["*"]]);

@@ -6,7 +6,11 @@
 //! - Always: `io_uring` (its socket and file operations would bypass this filter), loading or
 //!   removing kernel modules, `kexec`, `bpf`, `perf_event_open`, swap changes, `reboot`,
 //!   port I/O (`iopl`, `ioperm`), the clock, `acct`, keyrings of others (`add_key`,
-//!   `request_key`, `keyctl`), `userfaultfd`. Most need root; corral may be run as root.
+//!   `request_key`, `keyctl`), `userfaultfd`, the new mount API (`open_tree`, `fsopen`, ...),
+//!   file handles (`open_by_handle_at`), and the terminal ioctls that type into the user's
+//!   terminal (`TIOCSTI`, `TIOCLINUX`). Most need root; corral may be run as root.
+//! - Network through the proxy, also: TCP Fast Open (`MSG_FASTOPEN`, `TCP_FASTOPEN_CONNECT`),
+//!   whose implicit connect Landlock's connect rule does not see.
 //! - Network off: `socket` of any family but `AF_UNIX`.
 //! - Network through the proxy: `socket` of any family but `AF_UNIX`, `AF_INET` and
 //!   `AF_INET6`; for the last two, any type but `SOCK_STREAM` and any protocol but TCP (so no
@@ -45,6 +49,17 @@ const ALWAYS_DENIED: &[libc::c_long] = &[
     libc::SYS_request_key,
     libc::SYS_keyctl,
     libc::SYS_userfaultfd,
+    // The new mount API and file handles: a clone of a mount carries none of the read-only
+    // binds and covers, and a handle opens a file by inode, past every path rule.
+    libc::SYS_open_tree,
+    libc::SYS_move_mount,
+    libc::SYS_fsopen,
+    libc::SYS_fsconfig,
+    libc::SYS_fsmount,
+    libc::SYS_fspick,
+    libc::SYS_mount_setattr,
+    libc::SYS_open_by_handle_at,
+    libc::SYS_name_to_handle_at,
     #[cfg(target_arch = "x86_64")]
     libc::SYS_iopl,
     #[cfg(target_arch = "x86_64")]
@@ -66,6 +81,13 @@ const NOT_STREAM: &[i32] = &[
 #[cfg(target_arch = "x86_64")]
 const X32_SYSCALL_BIT: i64 = 0x4000_0000;
 
+/// `ioctl(TIOCLINUX)`: among others, pastes into the console.
+const TIOCLINUX: libc::c_ulong = 0x541C;
+/// `MSG_FASTOPEN`: a `sendto` that connects.
+const MSG_FASTOPEN: u64 = 0x2000_0000;
+/// `TCP_FASTOPEN_CONNECT`: a socket option that makes the next write connect.
+const TCP_FASTOPEN_CONNECT: u64 = 30;
+
 /// The type bits of `socket`'s second argument (the rest are `SOCK_NONBLOCK`, `SOCK_CLOEXEC`).
 const SOCK_TYPE_MASK: u64 = 0xf;
 
@@ -84,6 +106,32 @@ pub fn program(network: NetPlan) -> Result<BpfProgram, String> {
         .map(|&call| (call, Vec::new()))
         .collect();
     let family = |f: i32| f as u64;
+    rules.insert(
+        libc::SYS_ioctl,
+        [libc::TIOCSTI, TIOCLINUX]
+            .into_iter()
+            .map(|request| rule(vec![cond(1, SeccompCmpOp::Eq, request as u64)?]))
+            .collect::<Result<_, _>>()?,
+    );
+    if let NetPlan::Proxy { .. } = network {
+        let fastopen = |arg: u8| -> Result<SeccompRule, String> {
+            rule(vec![cond(
+                arg,
+                SeccompCmpOp::MaskedEq(MSG_FASTOPEN),
+                MSG_FASTOPEN,
+            )?])
+        };
+        rules.insert(libc::SYS_sendto, vec![fastopen(3)?]);
+        rules.insert(libc::SYS_sendmsg, vec![fastopen(2)?]);
+        rules.insert(libc::SYS_sendmmsg, vec![fastopen(3)?]);
+        rules.insert(
+            libc::SYS_setsockopt,
+            vec![rule(vec![
+                cond(1, SeccompCmpOp::Eq, libc::IPPROTO_TCP as u64)?,
+                cond(2, SeccompCmpOp::Eq, TCP_FASTOPEN_CONNECT)?,
+            ])?],
+        );
+    }
     let socket_rules = match network {
         NetPlan::On => Vec::new(),
         NetPlan::Off => vec![rule(vec![cond(
