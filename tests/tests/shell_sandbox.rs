@@ -327,6 +327,10 @@ fn the_network_is_off_by_default_and_granted_hosts_go_through_the_proxy() {
         bash("other", &curl(other)),
         bash("bypass", &format!("curl -sS --max-time 10 --noproxy '*' http://127.0.0.1:{granted}/")),
         bash("udp", "python3 -c 'import socket; socket.socket(socket.AF_INET, socket.SOCK_DGRAM)' && echo udp-made"),
+        bash(
+            "same-port-elsewhere",
+            "python3 -c 'import os, socket; p = int(os.environ[\"HTTP_PROXY\"].rsplit(\":\", 1)[1]); s = socket.socket(); s.settimeout(5); s.connect((\"192.0.2.1\", p))'",
+        ),
     ]);
     assert!(
         !results[0].0 && results[0].1.contains("granted-body"),
@@ -345,6 +349,12 @@ fn the_network_is_off_by_default_and_granted_hosts_go_through_the_proxy() {
         results[2]
     );
     assert!(!results[3].1.contains("udp-made"), "{:?}", results[3]);
+    // Landlock's rule is a port; the command's own network namespace makes it the proxy's.
+    assert!(
+        results[4].0 && results[4].1.contains("Network is unreachable"),
+        "{:?}",
+        results[4]
+    );
 
     // An untrusted file cannot open the network.
     corral.write("corral.toml", "[shell]\nnetwork = true\n");

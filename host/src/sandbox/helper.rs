@@ -85,6 +85,11 @@ pub fn run(mut args: impl Iterator<Item = OsString>) -> String {
         Ok(isolation) => isolation,
         Err(e) => return format!("mount namespace: {e}"),
     };
+    if let (mounts::Isolation::Mounts, super::NetPlan::Proxy { port }) = (isolation, plan.network)
+        && let Err(e) = super::netns::bridge(port)
+    {
+        return format!("network namespace: {e}");
+    }
     if let Err(e) = drop_capabilities() {
         return format!("dropping capabilities: {e}");
     }

@@ -14,6 +14,8 @@
 //!    `/dev/null`) ([`mounts`]). Where no namespace can be made (a kernel or distribution that
 //!    forbids unprivileged user namespaces), Landlock alone does the same, more coarsely: see
 //!    [`landlock`].
+//!    With a network host list, a network namespace with only loopback, bridged to corral's
+//!    proxy by a relay ([`netns`]).
 //! 2. **`no_new_privs` and Landlock** ([`landlock`]): reads everywhere (tools and compilers need
 //!    the system), writes only beneath the workspace (`"workspace"` mode), the temp folders and
 //!    `[shell] writable`; TCP only to corral's proxy when the network is a host list; no
@@ -34,6 +36,7 @@ pub mod escalation;
 pub mod helper;
 pub mod landlock;
 pub mod mounts;
+pub mod netns;
 pub mod plan;
 pub mod proxy;
 pub mod rules;
