@@ -155,18 +155,7 @@ fn show_sandbox(policy: &Policy) {
                 println!("    writable: {}", paths(&sandbox.writable));
             }
             println!("    hidden: {}", paths(&sandbox.hidden));
-            match &sandbox.network {
-                ShellNetwork::Off => println!("    network: off"),
-                ShellNetwork::On => println!("    network: on"),
-                ShellNetwork::Hosts(hosts) => println!(
-                    "    network: through corral's proxy to {}",
-                    hosts
-                        .iter()
-                        .map(ToString::to_string)
-                        .collect::<Vec<_>>()
-                        .join(", ")
-                ),
-            }
+            println!("    network: {}", sandbox.network);
         }
     }
     if !policy.shell.env_keep.is_empty() {

@@ -107,6 +107,24 @@ pub enum ShellNetwork {
     Hosts(Vec<HostPattern>),
 }
 
+/// `off`, `on`, or the hosts.
+impl std::fmt::Display for ShellNetwork {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        match self {
+            Self::Off => f.write_str("off"),
+            Self::On => f.write_str("on"),
+            Self::Hosts(hosts) => {
+                let hosts: Vec<String> = hosts.iter().map(ToString::to_string).collect();
+                write!(
+                    f,
+                    "HTTP(S) through corral's proxy to {} only",
+                    hosts.join(", ")
+                )
+            }
+        }
+    }
+}
+
 /// The shell sandbox's settings, as the user's files give them.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct SandboxSettings {
@@ -348,14 +366,7 @@ fn describe(settings: &SandboxSettings, plan: &Plan) -> String {
     let network = match &settings.network {
         ShellNetwork::Off => "no network".to_string(),
         ShellNetwork::On => "the network".to_string(),
-        ShellNetwork::Hosts(hosts) => format!(
-            "HTTP(S) through corral's proxy to {} only",
-            hosts
-                .iter()
-                .map(ToString::to_string)
-                .collect::<Vec<_>>()
-                .join(", ")
-        ),
+        hosts => hosts.to_string(),
     };
     let hidden = if plan.hidden.is_empty() {
         String::new()

@@ -110,7 +110,7 @@ pub fn program(network: NetPlan) -> Result<BpfProgram, String> {
         libc::SYS_ioctl,
         [libc::TIOCSTI, TIOCLINUX]
             .into_iter()
-            .map(|request| rule(vec![cond(1, SeccompCmpOp::Eq, request as u64)?]))
+            .map(|request| rule(vec![cond(1, SeccompCmpOp::Eq, request)?]))
             .collect::<Result<_, _>>()?,
     );
     if let NetPlan::Proxy { .. } = network {

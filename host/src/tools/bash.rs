@@ -29,15 +29,8 @@ const GRACE: Duration = Duration::from_secs(2);
 /// sandbox as [`Escalation`] says ([`crate::sandbox::escalation`]).
 pub struct BashTool {
     spec: ToolSpec,
-    workspace: Arc<Workspace>,
-    shell: ShellConfig,
-    launch: Launch,
-    ask: Option<Handler>,
-    /// Commands the user said may always run outside the sandbox, this session.
-    always: Arc<Mutex<HashSet<String>>>,
-    /// Every call is recorded in the workspace's task journal, so that a command still running
-    /// when corral is killed is ended by the next start.
-    record: TaskRecord,
+    /// Shared with each call's blocking thread.
+    call: Arc<Call>,
 }
 
 #[derive(Deserialize)]
@@ -91,23 +84,28 @@ impl BashTool {
         };
         Self {
             spec,
-            workspace,
-            shell,
-            launch,
-            ask,
-            always: Arc::default(),
-            record,
+            call: Arc::new(Call {
+                workspace,
+                shell,
+                launch,
+                ask,
+                always: Mutex::default(),
+                record,
+            }),
         }
     }
 }
 
-/// What one call needs, moved onto its blocking thread.
+/// What a call needs, on its blocking thread.
 struct Call {
     workspace: Arc<Workspace>,
     shell: ShellConfig,
     launch: Launch,
     ask: Option<Handler>,
-    always: Arc<Mutex<HashSet<String>>>,
+    /// Commands the user said may always run outside the sandbox, this session.
+    always: Mutex<HashSet<String>>,
+    /// Every call is recorded in the workspace's task journal, so that a command still running
+    /// when corral is killed is ended by the next start.
     record: TaskRecord,
 }
 
@@ -256,14 +254,7 @@ impl Tool for BashTool {
     fn call(&self, input: Value) -> BoxFuture<'_, Result<String, ToolError>> {
         Box::pin(async move {
             let args: Args = parse_args(input)?;
-            let call = Call {
-                workspace: self.workspace.clone(),
-                shell: self.shell.clone(),
-                launch: self.launch.clone(),
-                ask: self.ask.clone(),
-                always: self.always.clone(),
-                record: self.record.clone(),
-            };
+            let call = self.call.clone();
             tokio::task::spawn_blocking(move || call.run(args))
                 .await
                 .map_err(|e| ToolError::Failed(format!("the command's thread failed: {e}")))?
