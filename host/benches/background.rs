@@ -372,10 +372,10 @@ fn corral_round(runtime: &tokio::runtime::Runtime) -> Result<(Duration, Duration
 }
 
 /// The shell sandbox as `corral run` applies it by default (`sandbox = "workspace"`, network
-/// off), with the `corral` binary of this build as the helper; `None` without Landlock.
+/// off), with the small helper of this build (`corral-sandbox`); `None` without Landlock.
 fn sandboxed_launch(workspace: &Path) -> Result<Option<corral::process::Launch>> {
     let settings = corral::sandbox::SandboxSettings {
-        helper: Some(PathBuf::from(env!("CARGO_BIN_EXE_corral"))),
+        helper: Some(PathBuf::from(env!("CARGO_BIN_EXE_corral-sandbox"))),
         ..Default::default()
     };
     Ok(

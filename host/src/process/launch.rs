@@ -122,7 +122,7 @@ impl Launch {
                 cmd.arg("-c").arg(command);
                 cmd
             }
-            Sandboxing::On(confinement) => confinement.command("sh", &["-c", command]),
+            Sandboxing::On(confinement) => confinement.shell_command(&["-c", command]),
             Sandboxing::Refused(error) => {
                 return Err(io::Error::new(
                     io::ErrorKind::PermissionDenied,

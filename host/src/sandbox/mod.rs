@@ -281,6 +281,8 @@ pub struct Confinement {
     env: Vec<(String, String)>,
     mode: SandboxMode,
     description: String,
+    /// `sh`'s full path.
+    shell: PathBuf,
     _proxy: Option<proxy::Proxy>,
 }
 
@@ -332,6 +334,7 @@ impl Confinement {
             env,
             mode: settings.mode,
             description,
+            shell: shell_path(),
             _proxy: proxy,
         }))
     }
@@ -345,10 +348,13 @@ impl Confinement {
         &self.description
     }
 
-    /// `helper __sandbox-exec PLAN program args...`, with the proxy's variables set.
-    pub fn command(&self, program: &str, args: &[&str]) -> Command {
+    /// `helper __sandbox-exec PLAN sh args...`, with the proxy's variables set.
+    pub fn shell_command(&self, args: &[&str]) -> Command {
         let mut cmd = Command::new(&self.helper);
-        cmd.arg(HELPER_ARG).arg(&self.plan).arg(program).args(args);
+        cmd.arg(HELPER_ARG)
+            .arg(&self.plan)
+            .arg(&self.shell)
+            .args(args);
         for (name, value) in &self.env {
             cmd.env(name, value);
         }
@@ -391,7 +397,23 @@ fn default_helper() -> Option<PathBuf> {
         return Some(PathBuf::from(path));
     }
     if HOOKED.load(Ordering::Relaxed) {
-        return std::env::current_exe().ok();
+        let exe = std::env::current_exe().ok()?;
+        // The small helper beside corral's binary starts faster than corral itself.
+        let small = exe.with_file_name(SMALL_HELPER);
+        return Some(if small.is_file() { small } else { exe });
     }
     None
+}
+
+/// The helper-only executable installed beside `corral` (`host/src/bin/corral-sandbox.rs`).
+pub const SMALL_HELPER: &str = "corral-sandbox";
+
+/// `sh` as the `PATH` finds it, looked up once, so that the helper's `exec` does not search.
+fn shell_path() -> PathBuf {
+    std::env::var_os("PATH")
+        .into_iter()
+        .flat_map(|path| std::env::split_paths(&path).collect::<Vec<_>>())
+        .map(|dir| dir.join("sh"))
+        .find(|candidate| candidate.is_file())
+        .unwrap_or_else(|| PathBuf::from("/bin/sh"))
 }
