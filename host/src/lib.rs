@@ -31,6 +31,9 @@
 //! - [`workspace`]: the workspace root as a handle, resolving paths beneath it, and the guard of
 //!   the entries nothing corral runs may touch (`corral.toml`, `.corral/`).
 //! - [`config`]: the agent's settings.
+//!
+//! With the `fuzzing` feature, a hidden `fuzzing` module gives the fuzz targets of `fuzz/` a way
+//! into the parsers that are private (the providers' stream assemblers).
 
 pub mod agent;
 pub mod background;
@@ -42,6 +45,10 @@ pub mod process;
 pub mod sandbox;
 pub mod tools;
 pub mod workspace;
+
+#[cfg(feature = "fuzzing")]
+#[doc(hidden)]
+pub mod fuzzing;
 
 pub use agent::{Agent, AgentBuilder, AgentError, Event, Outcome, SessionChoice};
 pub use config::{AgentConfig, ShellConfig};

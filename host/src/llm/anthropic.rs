@@ -225,14 +225,30 @@ async fn read_stream(
             assembler.apply(&event.event, &event.data, on_text)
         })
         .await?;
-    done.ok_or_else(|| LlmError::StreamIncomplete {
-        provider: PROVIDER,
-        message: if assembler.started {
-            "the connection closed before `message_stop`".into()
-        } else {
-            "the connection closed before any event".into()
-        },
-    })
+    done.ok_or_else(|| assembler.incomplete())
+}
+
+/// The response a list of events makes, read as [`read_stream`] reads a body: events in order
+/// until `message_stop` (those after it are never read), and the same error when the list ends
+/// before it. The fuzz targets' way in.
+#[cfg(feature = "fuzzing")]
+pub(crate) fn fold_events(
+    events: &[super::sse::SseEvent],
+    on_text: TextSink<'_>,
+) -> Result<Response, LlmError> {
+    let mut assembler = StreamAssembler::default();
+    for event in events {
+        if let Some(done) = assembler.apply(&event.event, &event.data, on_text)? {
+            return Ok(done);
+        }
+    }
+    Err(assembler.incomplete())
+}
+
+/// A non-streamed answer's JSON as a response ([`parse_message`]). The fuzz targets' way in.
+#[cfg(feature = "fuzzing")]
+pub(crate) fn parse_whole(value: &Value) -> Result<Response, LlmError> {
+    parse_message(value)
 }
 
 /// Folds stream events into a [`Response`].
@@ -246,6 +262,18 @@ struct StreamAssembler {
 }
 
 impl StreamAssembler {
+    /// Why a body that ended before `message_stop` is not a whole answer.
+    fn incomplete(&self) -> LlmError {
+        LlmError::StreamIncomplete {
+            provider: PROVIDER,
+            message: if self.started {
+                "the connection closed before `message_stop`".into()
+            } else {
+                "the connection closed before any event".into()
+            },
+        }
+    }
+
     /// Applies one event; returns the response once `message_stop` arrives.
     fn apply(
         &mut self,

@@ -26,6 +26,12 @@ pub use types::{
     ContentBlock, Message, Request, Response, Role, StopReason, ToolSpec, ToolUse, Usage,
 };
 
+// The providers' stream assemblers and answer parsers, for the fuzz targets (`crate::fuzzing`).
+#[cfg(feature = "fuzzing")]
+pub(crate) use anthropic::{fold_events as anthropic_events, parse_whole as anthropic_whole};
+#[cfg(feature = "fuzzing")]
+pub(crate) use openai::{fold_events as openai_events, parse_whole as openai_whole};
+
 /// A boxed, sendable future, as the object-safe traits of this crate return.
 pub type BoxFuture<'a, T> = Pin<Box<dyn Future<Output = T> + Send + 'a>>;
 

@@ -422,6 +422,29 @@ fn stream_error(error: &Value) -> LlmError {
     }
 }
 
+/// The response a list of events makes, read as a streamed body is: events in order until
+/// `data: [DONE]` (those after it are never read), and the same verdict when the list ends
+/// before it. The fuzz targets' way in.
+#[cfg(feature = "fuzzing")]
+pub(crate) fn fold_events(
+    events: &[SseEvent],
+    on_text: TextSink<'_>,
+) -> Result<Response, LlmError> {
+    let mut assembler = StreamAssembler::default();
+    for event in events {
+        if let Some(done) = assembler.apply(event, on_text)? {
+            return Ok(done);
+        }
+    }
+    assembler.finish_without_done()
+}
+
+/// A non-streamed answer's JSON as a response ([`parse_completion`]). The fuzz targets' way in.
+#[cfg(feature = "fuzzing")]
+pub(crate) fn parse_whole(value: &Value) -> Result<Response, LlmError> {
+    parse_completion(value)
+}
+
 /// A tool call being assembled from stream chunks.
 #[derive(Debug, Default)]
 struct PartialCall {

@@ -116,10 +116,13 @@ pub struct Usage {
     pub output_tokens: u64,
 }
 
+/// Sums the usage of several calls, as the agent does over the turns of a prompt. The counts
+/// are whatever the server reported (any `u64`), so the sum saturates at `u64::MAX` rather than
+/// overflow.
 impl std::ops::AddAssign for Usage {
     fn add_assign(&mut self, other: Self) {
-        self.input_tokens += other.input_tokens;
-        self.output_tokens += other.output_tokens;
+        self.input_tokens = self.input_tokens.saturating_add(other.input_tokens);
+        self.output_tokens = self.output_tokens.saturating_add(other.output_tokens);
     }
 }
 
@@ -139,4 +142,31 @@ pub struct Response {
     pub content: Vec<ContentBlock>,
     pub stop_reason: StopReason,
     pub usage: Usage,
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    /// A server that reports an absurd token count cannot make the running total overflow (a
+    /// panic in a debug build). The stream assembler fuzz targets add a response's usage up as
+    /// the agent does, and crashed on their seed `huge_usage` (`input_tokens` of `u64::MAX`).
+    #[test]
+    fn usage_adds_up_without_overflow() {
+        let mut total = Usage {
+            input_tokens: 5,
+            output_tokens: 1,
+        };
+        total += Usage {
+            input_tokens: u64::MAX,
+            output_tokens: 2,
+        };
+        assert_eq!(
+            total,
+            Usage {
+                input_tokens: u64::MAX,
+                output_tokens: 3
+            }
+        );
+    }
 }

@@ -76,6 +76,10 @@ fn has_wildcard(s: &str) -> bool {
 
 /// Parses a path grant of the workspace at `root`. Refuses paths that leave the workspace
 /// (absolute outside it, `..` above it) and globs that do not parse.
+///
+/// Whitespace around the grant is not part of it. A path that would still begin or end with
+/// whitespace once normalised (`"src /"`, `"a/../ b"`) is refused: its text (the `Display`)
+/// would not parse back to it.
 pub fn parse_path(raw: &str, root: &Path) -> Result<PathGrant, String> {
     let trimmed = raw.trim();
     if trimmed.is_empty() {
@@ -105,6 +109,11 @@ pub fn parse_path(raw: &str, root: &Path) -> Result<PathGrant, String> {
         }
     }
     let rel = parts.join("/");
+    if rel.trim() != rel {
+        return Err(format!(
+            "`{trimmed}`: the path begins or ends with whitespace (before a `/`, or after `..`)"
+        ));
+    }
     if has_wildcard(&rel) {
         let glob = Glob::new(&rel).map_err(|e| format!("bad glob `{trimmed}`: {e}"))?;
         let base: Vec<&str> = parts
@@ -456,6 +465,37 @@ mod tests {
             "lib/"
         );
         assert_eq!(parse_path(".", root).unwrap().to_string(), "./");
+    }
+
+    /// A path that still begins or ends with whitespace once normalised is refused, so every
+    /// grant's text parses back to the same grant. Found by the `patterns` fuzz target:
+    /// `"s*.p\x0c/"` was the glob `s*.p\x0c`, shown as text that parsed to the glob `s*.p`; and
+    /// `"(t  . /src/../"` the folder `(t  . `, shown as `(t  . /`, which parsed to `(t  .`.
+    #[test]
+    fn no_whitespace_at_the_ends_of_a_grant() {
+        let root = Path::new("/ws");
+        for raw in [
+            "s*.p\x0c/",
+            "src /",
+            "(t  . /src/../",
+            "a/../ b",
+            "docs/**\t/",
+        ] {
+            let error = parse_path(raw, root).unwrap_err();
+            assert!(
+                error.contains("begins or ends with whitespace"),
+                "{raw:?}: {error}"
+            );
+        }
+        for (raw, shown) in [
+            (" src/ ", "src/"),
+            ("a b/c d", "a b/c d"),
+            ("\tx/ y/", "x/ y/"),
+        ] {
+            let grant = parse_path(raw, root).unwrap();
+            assert_eq!(grant.to_string(), shown, "{raw:?}");
+            assert_eq!(parse_path(shown, root).unwrap(), grant, "{raw:?}");
+        }
     }
 
     #[test]
