@@ -271,3 +271,53 @@ fn find(dir: &Path, id: &str) -> Result<PathBuf, SessionError> {
         _ => Err(SessionError::NotFound(id.to_string())),
     }
 }
+
+#[cfg(test)]
+mod tests {
+    use serde_json::{Value, json};
+
+    use super::*;
+
+    /// A history with `input` as the input of one tool call, written to a session file and read
+    /// back.
+    fn round_trip(input: Value) -> (Vec<Message>, Vec<Message>) {
+        let dir = tempfile::tempdir().unwrap();
+        let mut log = SessionLog::create(dir.path(), "m").unwrap();
+        let mut history = History::new();
+        log.record(&history.add_user(vec![ContentBlock::text("go")]))
+            .unwrap();
+        let call = ContentBlock::ToolUse {
+            id: "t1".into(),
+            name: "x".into(),
+            input,
+        };
+        log.record(&history.add_assistant(vec![call]).unwrap())
+            .unwrap();
+        let id = log.id().to_string();
+        drop(log);
+        let (_, read, warnings) = SessionLog::open(dir.path(), &SessionChoice::Id(id)).unwrap();
+        assert!(warnings.is_empty(), "{warnings:?}");
+        (read.messages().to_vec(), history.messages().to_vec())
+    }
+
+    /// Every number in a tool input reads back as the same f64. Found by the `session` fuzz
+    /// target: 2.1000000000000002e301 was written as such and read back as 2.1e301.
+    #[test]
+    fn numbers_read_back_exactly() {
+        let (read, written) = round_trip(json!([2.1000000000000002e301_f64, 0.1 + 0.2]));
+        assert_eq!(read, written);
+        // A spread of bit patterns over the whole range of finite doubles.
+        let mut bits: u64 = 0x9e37_79b9_7f4a_7c15;
+        let numbers: Vec<Value> = (0..2000)
+            .filter_map(|_| {
+                bits = bits
+                    .wrapping_mul(6_364_136_223_846_793_005)
+                    .wrapping_add(1_442_695_040_888_963_407);
+                let x = f64::from_bits(bits);
+                x.is_finite().then(|| json!(x))
+            })
+            .collect();
+        let (read, written) = round_trip(Value::Array(numbers));
+        assert_eq!(read, written);
+    }
+}
