@@ -108,11 +108,6 @@ impl Launch {
         }
     }
 
-    /// Whether commands run confined.
-    pub fn confined(&self) -> bool {
-        matches!(self.sandbox, Sandboxing::On(_))
-    }
-
     /// `sh -c command`, through the sandbox helper when confined, with the environment set.
     /// Fails when the sandbox is on and cannot be applied.
     pub fn command(&self, command: &str) -> io::Result<Command> {

@@ -269,6 +269,8 @@ pub enum SandboxError {
     NoHelper,
     #[error("the network proxy for commands could not start: {0}")]
     Proxy(String),
+    #[error("the sandbox plan cannot be given to the helper (a path that is not UTF-8?): {0}")]
+    Plan(String),
 }
 
 /// Confinement ready for commands: the helper, the plan it is given, and the proxy (while
@@ -327,7 +329,7 @@ impl Confinement {
         };
         let plan = Plan::new(settings, workspace, network);
         let description = describe(settings, &plan);
-        let plan = serde_json::to_string(&plan).map_err(|e| SandboxError::Proxy(e.to_string()))?;
+        let plan = serde_json::to_string(&plan).map_err(|e| SandboxError::Plan(e.to_string()))?;
         Ok(Some(Self {
             helper,
             plan,
