@@ -229,7 +229,7 @@ fn breakdown(rounds: usize) -> Result<()> {
     match &sandboxed {
         Some(launch) => {
             variants.push((
-                "d2. d in the shell sandbox (helper exec, namespace, Landlock, seccomp, exec sh)",
+                "d2. d in the shell sandbox (a fork of the zygote: PID namespace, caps, Landlock, seccomp, exec sh)",
                 Box::new(|| process_layer_round(&dir, launch)),
             ));
             variants.push((

@@ -631,3 +631,80 @@ fn without_namespaces_landlock_alone_still_confines() {
     assert_eq!(corral.read("corral.toml"), "[agent]\nmax_turns = 10\n");
     outside.assert_untouched();
 }
+
+/// Every command of an agent is forked by one long-lived helper (the zygote), set up once: it
+/// must still follow the disk (a `.git/config` a command made is protected from the next
+/// command) and share nothing with the commands (no secret in its memory, no signal, no
+/// `/proc` access); and a command's leftovers die with it, whatever session they moved to.
+#[test]
+fn one_helper_for_every_command_follows_the_disk_and_shares_nothing() {
+    if !landlock("one_helper_for_every_command_follows_the_disk_and_shares_nothing") {
+        return;
+    }
+    let outside = Outside::new();
+    let corral = outside.corral();
+    // The shell's parent is the command's init; the init's parent is the zygote.
+    let parents = "sh_pid=$(awk '/^PPid/{print $2}' /proc/self/status); \
+         init=$(awk '/^PPid/{print $2}' /proc/$sh_pid/status); \
+         zygote=$(awk '/^PPid/{print $2}' /proc/$init/status)";
+    let server = corral_tests::server::ScriptedServer::start(vec![
+        corral_tests::server::Turn::tools(vec![bash(
+            "make",
+            "mkdir -p .git && printf '[core]\\n' > .git/config && echo made",
+        )])
+        .into(),
+        corral_tests::server::Turn::tools(vec![
+            bash("config", "printf '\\tfsmonitor = evil\\n' >> .git/config"),
+            bash(
+                "memory",
+                &format!(
+                    "{parents}; tr '\\0' '\\n' < /proc/$init/environ; \
+                     tr '\\0' '\\n' < /proc/$zygote/environ; echo; echo init=$init zygote=$zygote"
+                ),
+            ),
+            bash(
+                "signal",
+                &format!("{parents}; kill -STOP $zygote && echo stopped-the-zygote"),
+            ),
+            bash(
+                "leftover",
+                "setsid sh -c 'sleep 300' < /dev/null > /dev/null 2>&1 & echo started",
+            ),
+        ])
+        .into(),
+        corral_tests::server::Turn::text("done").into(),
+    ]);
+    corral.run(Some(&server), &["run", "go"]).assert_code(0);
+    server.assert_clean();
+    let bodies = server.bodies();
+    let first = corral_tests::server::tool_results(&bodies[1]);
+    assert!(first[0].content.contains("made"), "{:?}", first[0]);
+    let second = corral_tests::server::tool_results(&bodies[2]);
+    assert!(
+        second[0].is_error && second[0].content.contains("Read-only file system"),
+        "{:?}",
+        second[0]
+    );
+    assert_eq!(corral.read(".git/config"), "[core]\n");
+    let memory = &second[1].content;
+    assert!(memory.contains("zygote=") && !memory.contains("zygote= "), "{memory}");
+    for secret in ["test-key", "ANTHROPIC", "CORRAL_TASK"] {
+        assert!(!memory.contains(secret), "{secret} in a helper's memory: {memory}");
+    }
+    // Out of the command's PID namespace (or its Landlock domain) the zygote cannot be named.
+    let signal = &second[2].content;
+    assert!(
+        !signal.contains("stopped-the-zygote")
+            && (signal.contains("No such process") || signal.contains("not permitted")),
+        "{signal}"
+    );
+    // The `sleep 300` left in its own session is gone with its command.
+    let sleepers = std::process::Command::new("pgrep")
+        .args(["-f", "sleep 300"])
+        .output()
+        .map(|o| String::from_utf8_lossy(&o.stdout).trim().to_string());
+    if let Ok(sleepers) = sleepers {
+        assert!(sleepers.is_empty(), "a leftover survived: {sleepers}");
+    }
+    outside.assert_untouched();
+}

@@ -11,14 +11,13 @@
 
 use std::io::{self, Read};
 use std::os::fd::{AsFd, AsRawFd, OwnedFd};
-use std::os::unix::process::CommandExt;
 use std::os::unix::process::ExitStatusExt;
 use std::path::Path;
-use std::process::{Child, ExitStatus, Stdio};
+use std::process::ExitStatus;
 use std::time::{Duration, Instant};
 
 use super::journal::TaskRecord;
-use super::launch::Launch;
+use super::launch::{Launch, Started};
 use super::reaper::{self, Registration, Shell, TASK_ENV};
 
 /// Where a command's output goes while it runs. Called on the supervising thread.
@@ -63,7 +62,7 @@ impl Canceller {
 /// A started command and its process group, not yet supervised.
 #[derive(Debug)]
 pub struct GroupChild {
-    child: Child,
+    child: Started,
     pgid: i32,
     output: io::PipeReader,
     cancel_rx: io::PipeReader,
@@ -87,19 +86,14 @@ pub fn spawn_shell(
     launch: &Launch,
     record: Option<&TaskRecord>,
 ) -> io::Result<GroupChild> {
-    let mut cmd = launch.command(command)?;
     let (output, writer) = io::pipe()?;
-    cmd.current_dir(cwd)
-        .stdin(Stdio::null())
-        .stdout(writer.try_clone()?)
-        .stderr(writer)
-        .process_group(0);
     let token = reaper::new_token();
-    cmd.env(TASK_ENV, &token);
     let journal = record.map(|r| r.journal.clone());
-    let (child, shell) = reaper::spawn_registered(&mut cmd, token, journal.clone())?;
-    // Drop our copies of the write end (held by `cmd`) so EOF comes when the group's copies close.
-    drop(cmd);
+    let (child, shell) = reaper::spawn_registered(
+        || launch.start(command, cwd, writer, &[(TASK_ENV, &token)]),
+        token.clone(),
+        journal.clone(),
+    )?;
     let pgid = shell.pid;
     if let Some(record) = record
         && let Err(error) = record.journal.started(record, command, &shell)
@@ -119,7 +113,7 @@ pub fn spawn_shell(
 
 /// A pidfd for `pid` (Linux 5.3+): readable when the process exits.
 #[cfg(target_os = "linux")]
-fn pidfd(pid: u32) -> Option<OwnedFd> {
+pub(super) fn pidfd(pid: u32) -> Option<OwnedFd> {
     use std::os::fd::FromRawFd;
     // SAFETY: pidfd_open takes a pid and flags and returns a new descriptor or -1.
     let fd = unsafe { libc::syscall(libc::SYS_pidfd_open, pid as libc::pid_t, 0) };
@@ -129,7 +123,7 @@ fn pidfd(pid: u32) -> Option<OwnedFd> {
 }
 
 #[cfg(not(target_os = "linux"))]
-fn pidfd(_pid: u32) -> Option<OwnedFd> {
+pub(super) fn pidfd(_pid: u32) -> Option<OwnedFd> {
     None
 }
 
@@ -166,7 +160,7 @@ impl GroupChild {
         mut sink: impl OutputSink,
     ) -> RunEnd {
         let deadline = timeout.and_then(|t| Instant::now().checked_add(t));
-        let exit_fd = pidfd(self.child.id());
+        let exit_fd = self.child.exit_fd();
         let mut output_open = true;
         let mut ending: Option<(WaitOutcome, Instant)> = None;
         let mut killed = false;
@@ -263,7 +257,9 @@ impl GroupChild {
         // re-parented to corral are reaped; then the output drains to its end.
         let procs = self.shell().kill(libc::SIGKILL);
         reaper::unregister(self.pgid);
-        reaper::sweep_after(procs);
+        if !self.shell().in_namespace() {
+            reaper::sweep_after(procs);
+        }
         self.registration.ended();
         let drained = !output_open || drain_output(&mut self.output, &mut sink, drain, &mut buf);
         let outcome = status.map(|status| match ending {

@@ -8,11 +8,15 @@
 //! env_keep` names them; so are the addresses of agents that act for the user
 //! ([`AGENT_VARS`]: `SSH_AUTH_SOCK`, the session bus, `DOCKER_HOST`). A list (`env = [...]`) is the user's own choice and is kept whole.
 
-use std::io;
-use std::process::Command;
+use std::ffi::{OsStr, OsString};
+use std::io::{self, Read};
+use std::os::fd::{AsFd, AsRawFd, BorrowedFd, OwnedFd};
+use std::os::unix::process::{CommandExt, ExitStatusExt};
+use std::path::Path;
+use std::process::{Child, Command, ExitStatus, Stdio};
 use std::sync::Arc;
 
-use crate::sandbox::{Confinement, SandboxError};
+use crate::sandbox::{Confinement, SandboxError, Spawned};
 
 /// Parts of a variable name that mark it as a secret.
 pub const SECRET_WORDS: &[&str] = &["KEY", "TOKEN", "SECRET", "PASSWORD", "PASSWD", "CREDENTIAL"];
@@ -108,52 +112,161 @@ impl Launch {
         }
     }
 
-    /// `sh -c command`, through the sandbox helper when confined, with the environment set.
-    /// Fails when the sandbox is on and cannot be applied.
-    pub fn command(&self, command: &str) -> io::Result<Command> {
-        let mut cmd = match &self.sandbox {
+    /// The whole environment a command gets, `extra` last: corral's own without its secrets
+    /// (or the names an `env = [...]` list gives, with `PATH` and `HOME`), then the sandbox's
+    /// variables (the proxy's address).
+    pub fn environment(&self, extra: &[(&str, &str)]) -> Vec<(OsString, OsString)> {
+        let mut env: Vec<(OsString, OsString)> = match &self.env {
+            CommandEnv::Inherit => std::env::vars_os()
+                .filter(|(name, _)| {
+                    name.to_str().is_none_or(|name| {
+                        !is_secret(name) || self.keep.iter().any(|k| k == name)
+                    })
+                })
+                .collect(),
+            CommandEnv::Only(names) => names
+                .iter()
+                .map(String::as_str)
+                .chain(["PATH", "HOME"])
+                .filter_map(|name| Some((OsString::from(name), std::env::var_os(name)?)))
+                .collect(),
+        };
+        if let Sandboxing::On(confinement) = &self.sandbox {
+            env.extend(confinement.env().iter().map(|(k, v)| (k.into(), v.into())));
+        }
+        env.extend(extra.iter().map(|(k, v)| (OsString::from(k), OsString::from(v))));
+        // One value per name, the last one given.
+        let mut seen = std::collections::HashSet::new();
+        let mut unique: Vec<(OsString, OsString)> = env
+            .into_iter()
+            .rev()
+            .filter(|(name, _)| seen.insert(name.clone()))
+            .collect();
+        unique.reverse();
+        unique
+    }
+
+    /// Starts `sh -c command` in `cwd` as this launch says, in a process group of its own,
+    /// stdin on `/dev/null`, stdout and stderr both on `output`, with `extra` variables on top
+    /// of [`environment`](Self::environment). Unconfined it is a plain `posix_spawn`; confined,
+    /// the sandbox's zygote forks it. Fails when the sandbox is on and cannot be applied, or
+    /// the shell cannot start.
+    pub(super) fn start(
+        &self,
+        command: &str,
+        cwd: &Path,
+        output: io::PipeWriter,
+        extra: &[(&str, &str)],
+    ) -> io::Result<Started> {
+        let env = self.environment(extra);
+        match &self.sandbox {
             Sandboxing::Off => {
                 let mut cmd = Command::new("sh");
-                cmd.arg("-c").arg(command);
-                cmd
+                cmd.arg("-c")
+                    .arg(command)
+                    .env_clear()
+                    .envs(env)
+                    .current_dir(cwd)
+                    .stdin(Stdio::null())
+                    .stdout(output.try_clone()?)
+                    .stderr(output)
+                    .process_group(0);
+                Ok(Started::Direct(cmd.spawn()?))
             }
-            Sandboxing::On(confinement) => confinement.shell_command(&["-c", command]),
-            Sandboxing::Refused(error) => {
-                return Err(io::Error::new(
-                    io::ErrorKind::PermissionDenied,
-                    error.to_string(),
-                ));
+            Sandboxing::On(confinement) => {
+                let args = [OsStr::new("-c"), OsStr::new(command)];
+                let spawned = confinement.spawn_shell(&args, &env, cwd, output.as_fd())?;
+                Ok(Started::Confined(Confined::new(spawned)))
             }
-        };
-        match &self.env {
-            CommandEnv::Inherit => {
-                for (name, _) in std::env::vars_os() {
-                    let Some(name) = name.to_str() else { continue };
-                    if is_secret(name) && !self.keep.iter().any(|k| k == name) {
-                        cmd.env_remove(name);
-                    }
+            Sandboxing::Refused(error) => Err(io::Error::new(
+                io::ErrorKind::PermissionDenied,
+                error.to_string(),
+            )),
+        }
+    }
+}
+
+/// A started shell: a child of corral's, or a command the sandbox's zygote forked.
+#[derive(Debug)]
+pub(super) enum Started {
+    Direct(Child),
+    Confined(Confined),
+}
+
+/// A command the zygote started (see [`crate::sandbox::zygote`]): not corral's child, so its
+/// end is learnt from its pidfd and its status from the status pipe.
+#[derive(Debug)]
+pub(super) struct Confined {
+    spawned: Spawned,
+    status: Option<ExitStatus>,
+}
+
+impl Confined {
+    fn new(spawned: Spawned) -> Self {
+        Self {
+            spawned,
+            status: None,
+        }
+    }
+}
+
+impl Started {
+    pub fn id(&self) -> u32 {
+        match self {
+            Self::Direct(child) => child.id(),
+            Self::Confined(c) => c.spawned.pid as u32,
+        }
+    }
+
+    /// A pidfd for the command (when the shell is in a PID namespace of its own, its end is
+    /// the end of everything it started).
+    pub fn namespace_pidfd(&self) -> Option<&OwnedFd> {
+        match self {
+            Self::Confined(c) if c.spawned.pid_namespace => Some(&c.spawned.pidfd),
+            _ => None,
+        }
+    }
+
+    /// A descriptor readable once the shell has exited, where there is one.
+    pub fn exit_fd(&self) -> Option<OwnedFd> {
+        match self {
+            Self::Direct(child) => super::group::pidfd(child.id()),
+            Self::Confined(c) => c.spawned.pidfd.try_clone().ok(),
+        }
+    }
+
+    /// The shell's status once it has exited; never blocks on a running shell.
+    pub fn try_wait(&mut self) -> io::Result<Option<ExitStatus>> {
+        match self {
+            Self::Direct(child) => child.try_wait(),
+            Self::Confined(c) => {
+                if c.status.is_none() && readable(c.spawned.pidfd.as_fd())? {
+                    // The init wrote the shell's raw status before it exited; an empty pipe
+                    // means it was killed (SIGKILL is the only signal that reaches it).
+                    let mut raw = [0u8; 4];
+                    let status = match c.spawned.status.read_exact(&mut raw) {
+                        Ok(()) => i32::from_ne_bytes(raw),
+                        Err(_) => libc::SIGKILL,
+                    };
+                    c.status = Some(ExitStatus::from_raw(status));
                 }
-            }
-            CommandEnv::Only(names) => {
-                // The sandbox's own variables (the proxy's address) stay.
-                let set: Vec<(std::ffi::OsString, Option<std::ffi::OsString>)> = cmd
-                    .get_envs()
-                    .map(|(k, v)| (k.to_owned(), v.map(|v| v.to_owned())))
-                    .collect();
-                cmd.env_clear();
-                for name in names.iter().map(String::as_str).chain(["PATH", "HOME"]) {
-                    if let Some(value) = std::env::var_os(name) {
-                        cmd.env(name, value);
-                    }
-                }
-                for (name, value) in set {
-                    if let Some(value) = value {
-                        cmd.env(name, value);
-                    }
-                }
+                Ok(c.status)
             }
         }
-        Ok(cmd)
+    }
+}
+
+/// Whether `fd` polls readable now.
+fn readable(fd: BorrowedFd<'_>) -> io::Result<bool> {
+    let mut pollfd = libc::pollfd {
+        fd: fd.as_raw_fd(),
+        events: libc::POLLIN,
+        revents: 0,
+    };
+    // SAFETY: one valid pollfd, no wait.
+    match unsafe { libc::poll(&mut pollfd, 1, 0) } {
+        n if n < 0 => Err(io::Error::last_os_error()),
+        n => Ok(n > 0),
     }
 }
 

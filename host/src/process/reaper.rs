@@ -29,13 +29,13 @@
 
 use std::collections::{HashMap, HashSet};
 use std::io;
-use std::process::{Child, Command};
 use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::{Arc, Mutex, MutexGuard, PoisonError};
 use std::time::{Duration, Instant};
 
 use super::group::kill_group;
 use super::journal::Journal;
+use super::launch::Started;
 use super::procfs::{self, ProcStat};
 
 /// The environment variable every command (and what it starts) sees: its task's token.
@@ -66,6 +66,10 @@ pub(super) struct Shell {
     /// Clock ticks since boot; 0 where `/proc` is not read.
     pub start: u64,
     pub token: String,
+    /// A pidfd for the shell's init when it runs in a PID namespace of its own (the sandbox's
+    /// zygote made one): its end ends everything the command started, so no `/proc` needs
+    /// reading.
+    pub namespace: Option<Arc<std::os::fd::OwnedFd>>,
 }
 
 impl Shell {
@@ -75,6 +79,24 @@ impl Shell {
     /// last its process group. Never this process or what it runs in. Returns its last look at
     /// `/proc` (taken after every signal but the group's), for [`sweep_after`].
     pub fn kill(&self, signal: i32) -> Vec<ProcStat> {
+        if let Some(pidfd) = &self.namespace {
+            // The init ignores every signal but SIGKILL, which ends the whole namespace; the
+            // group gets the signal while the init lives (its pid may be reused after).
+            if !exited(pidfd) {
+                kill_group(self.pid, signal);
+            }
+            // SAFETY: pidfd_send_signal on a valid pidfd, no siginfo, no flags.
+            unsafe {
+                libc::syscall(
+                    libc::SYS_pidfd_send_signal,
+                    std::os::fd::AsRawFd::as_raw_fd(&**pidfd),
+                    signal,
+                    std::ptr::null::<libc::siginfo_t>(),
+                    0u32,
+                );
+            }
+            return Vec::new();
+        }
         let me = std::process::id() as i32;
         let mut signalled: HashSet<i32> = HashSet::new();
         // Tokens read so far, by pid and start time (a process's environment does not change).
@@ -116,6 +138,24 @@ impl Shell {
         }
         kill_group(self.pid, signal);
         procs
+    }
+}
+
+/// Whether the process behind `pidfd` has exited (its pidfd polls readable).
+fn exited(pidfd: &std::os::fd::OwnedFd) -> bool {
+    let mut fd = libc::pollfd {
+        fd: std::os::fd::AsRawFd::as_raw_fd(pidfd),
+        events: libc::POLLIN,
+        revents: 0,
+    };
+    // SAFETY: one valid pollfd, no wait.
+    unsafe { libc::poll(&mut fd, 1, 0) > 0 }
+}
+
+impl Shell {
+    /// Whether the shell runs in a PID namespace of its own.
+    pub fn in_namespace(&self) -> bool {
+        self.namespace.is_some()
     }
 }
 
@@ -195,20 +235,25 @@ pub fn adopting() -> bool {
     ADOPTING.load(Ordering::SeqCst)
 }
 
-/// Spawns `cmd` (which must carry `token` in [`TASK_ENV`]) and registers its pid as a live
+/// Spawns a shell with `spawn` (which must give it `token` in [`TASK_ENV`]) and registers its pid as a live
 /// shell, under the lock [`sweep`] takes. Returns the child and its [`Shell`].
 pub(super) fn spawn_registered(
-    cmd: &mut Command,
+    spawn: impl FnOnce() -> io::Result<Started>,
     token: String,
     journal: Option<Arc<Journal>>,
-) -> io::Result<(Child, Shell)> {
+) -> io::Result<(Started, Shell)> {
     let mut shells = shells();
-    let child = cmd.spawn()?;
+    let child = spawn()?;
     let pid = i32::try_from(child.id()).map_err(io::Error::other)?;
+    let namespace = match child.namespace_pidfd() {
+        Some(fd) => Some(Arc::new(fd.try_clone()?)),
+        None => None,
+    };
     let shell = Shell {
         pid,
         start: procfs::stat(pid).map_or(0, |s| s.start_ticks),
         token,
+        namespace,
     };
     shells
         .get_or_insert_with(HashMap::new)

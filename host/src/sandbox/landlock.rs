@@ -25,7 +25,7 @@ use std::path::{Path, PathBuf};
 
 use landlock::{
     ABI, Access, AccessFs, AccessNet, BitFlags, CompatLevel, Compatible, NetPort, PathBeneath,
-    PathFd, Ruleset, RulesetAttr, RulesetCreatedAttr, RulesetStatus, Scope,
+    PathFd, Ruleset, RulesetAttr, RulesetCreated, RulesetCreatedAttr, RulesetStatus, Scope,
 };
 
 use super::mounts::Isolation;
@@ -35,8 +35,9 @@ use super::{NetPlan, Plan};
 /// truncate and device ioctls, TCP, scopes.
 pub const TARGET_ABI: ABI = ABI::V6;
 
-/// Confines this process (and what it will exec) by `plan`.
-pub fn restrict(plan: &Plan, isolation: Isolation) -> Result<(), String> {
+/// The ruleset for `plan`, built (its paths opened) but not yet in force: the zygote builds it
+/// once and each command [`enforce`]s its copy.
+pub fn ruleset(plan: &Plan, isolation: Isolation) -> Result<RulesetCreated, String> {
     let error = |e: landlock::RulesetError| e.to_string();
     let read = AccessFs::from_read(TARGET_ABI);
     // Creating device nodes is never a command's business (root could reach raw disks).
@@ -102,7 +103,12 @@ pub fn restrict(plan: &Plan, isolation: Isolation) -> Result<(), String> {
             .add_rule(NetPort::new(port, AccessNet::ConnectTcp))
             .map_err(error)?;
     }
-    let status = created.restrict_self().map_err(error)?;
+    Ok(created)
+}
+
+/// Puts `ruleset` (and `no_new_privs`) in force on this process and what it will exec.
+pub fn enforce(ruleset: RulesetCreated) -> Result<(), String> {
+    let status = ruleset.restrict_self().map_err(|e| e.to_string())?;
     if status.ruleset == RulesetStatus::NotEnforced {
         return Err("the kernel did not enforce the Landlock ruleset".into());
     }

@@ -2,11 +2,13 @@
 //!
 //! Plugins are confined by wasmtime ([`crate::plugins`]); commands are native processes, so
 //! they are confined by the kernel. When the shell sandbox is on (`[shell] sandbox =
-//! "workspace"`, the default, or `"read-only"`), corral does not run `sh -c COMMAND` itself:
-//! it runs its own executable as a small helper, `corral __sandbox-exec PLAN sh -c COMMAND`,
-//! which confines itself and then `exec`s the shell (same pid, so the process group, the
-//! journal and containment see the shell as before). Spawning stays `posix_spawn`: no code runs
-//! in corral between `fork` and `exec`. The helper, in order ([`helper`]):
+//! "workspace"`, the default, or `"read-only"`), corral does not run `sh -c COMMAND` itself.
+//! With the agent's first command it starts its own executable as a long-lived helper, the
+//! **zygote** (`corral __sandbox-zygote PLAN`, [`zygote`], driven by [`spawner`]), which sets
+//! up step 1 below once and builds the rules of steps 2 and 3 once; every command is then a
+//! `clone` of the zygote that puts those rules in force on itself and runs `sh` (about as
+//! cheap as an unconfined `posix_spawn`; corral itself never forks). Each command has a PID
+//! namespace of its own where one can be made, so nothing it starts outlives it. In order:
 //!
 //! 1. **A mount namespace** (inside a user namespace when corral is not root), where
 //!    `corral.toml` and `.corral/` are bind-mounted read-only over themselves and each hidden
@@ -24,16 +26,17 @@
 //!    with the network off (only TCP ones beside them with a host list), no `io_uring` (which
 //!    would bypass the socket filter), no module loading, `kexec`, `bpf` or swap changes.
 //!
-//! A helper that cannot apply one of these exits with [`HELPER_FAILED`] and the reason on
-//! stderr: the command never runs unconfined. A kernel without Landlock is found out when the
+//! A zygote that cannot apply one of these says why, and the command fails with that reason
+//! (a command whose own confinement fails exits [`HELPER_FAILED`] with it): a command never
+//! runs unconfined. A kernel without Landlock is found out when the
 //! agent is built ([`Confinement::new`]): corral says so once and refuses commands until the
 //! user sets `sandbox = "off"`.
 //!
 //! Who decides: only the user's settings ([`crate::policy`] gates every widening of an
 //! untrusted workspace file). The model cannot change any of it.
 
+pub mod capabilities;
 pub mod escalation;
-pub mod helper;
 pub mod landlock;
 pub mod mounts;
 pub mod netns;
@@ -41,17 +44,21 @@ pub mod plan;
 pub mod proxy;
 pub mod rules;
 pub mod seccomp;
+pub mod spawner;
+pub mod zygote;
 
+use std::ffi::{OsStr, OsString};
+use std::os::fd::BorrowedFd;
 use std::path::{Path, PathBuf};
-use std::process::Command;
 use std::sync::atomic::{AtomicBool, Ordering};
 
 pub use plan::{NetPlan, Plan};
+pub use spawner::Spawned;
 
 use crate::policy::HostPattern;
 
 /// The first argument that makes a corral executable the sandbox helper.
-pub const HELPER_ARG: &str = "__sandbox-exec";
+pub const HELPER_ARG: &str = zygote::ZYGOTE_ARG;
 /// The exit code of a helper that could not confine itself (the command did not run).
 pub const HELPER_FAILED: i32 = 125;
 /// An environment variable naming the helper executable, for programs that embed corral and
@@ -215,8 +222,8 @@ pub fn expand_home(raw: &str) -> Result<PathBuf, String> {
 }
 
 /// Makes this executable the sandbox helper when it was started as one: call it first thing
-/// in `main`, before any thread starts. When the first argument is [`HELPER_ARG`], it confines
-/// the process and `exec`s the command, and never returns (exit [`HELPER_FAILED`] when the
+/// in `main`, before any thread starts. When the first argument is [`HELPER_ARG`], it serves
+/// as the zygote ([`zygote::serve`]) and never returns (exit [`HELPER_FAILED`] when the
 /// confinement cannot be applied). Otherwise it returns at once, noting that this executable
 /// can serve as the helper.
 pub fn exec_if_helper() {
@@ -225,7 +232,11 @@ pub fn exec_if_helper() {
     if args.nth(1).as_deref() != Some(std::ffi::OsStr::new(HELPER_ARG)) {
         return;
     }
-    let error = helper::run(args);
+    let Some(plan) = args.next().and_then(|p| p.into_string().ok()) else {
+        eprintln!("corral: the sandbox helper needs its plan");
+        std::process::exit(HELPER_FAILED);
+    };
+    let error = zygote::serve(&plan);
     eprintln!("corral: the shell sandbox could not be applied, the command did not run: {error}");
     std::process::exit(HELPER_FAILED);
 }
@@ -273,12 +284,11 @@ pub enum SandboxError {
     Plan(String),
 }
 
-/// Confinement ready for commands: the helper, the plan it is given, and the proxy (while
-/// this lives, the proxy does). Built once per agent.
+/// Confinement ready for commands: the zygote that starts them ([`spawner`]), and the proxy
+/// (while this lives, the proxy does). Built once per agent.
 #[derive(Debug)]
 pub struct Confinement {
-    helper: PathBuf,
-    plan: String,
+    spawner: spawner::Spawner,
     /// Variables set on every confined command (the proxy's address).
     env: Vec<(String, String)>,
     mode: SandboxMode,
@@ -329,10 +339,10 @@ impl Confinement {
         };
         let plan = Plan::new(settings, workspace, network);
         let description = describe(settings, &plan);
-        let plan = serde_json::to_string(&plan).map_err(|e| SandboxError::Plan(e.to_string()))?;
+        // A plan that cannot be given to the helper is found out here, not at the first command.
+        serde_json::to_string(&plan).map_err(|e| SandboxError::Plan(e.to_string()))?;
         Ok(Some(Self {
-            helper,
-            plan,
+            spawner: spawner::Spawner::new(helper, plan),
             env,
             mode: settings.mode,
             description,
@@ -350,17 +360,23 @@ impl Confinement {
         &self.description
     }
 
-    /// `helper __sandbox-exec PLAN sh args...`, with the proxy's variables set.
-    pub fn shell_command(&self, args: &[&str]) -> Command {
-        let mut cmd = Command::new(&self.helper);
-        cmd.arg(HELPER_ARG)
-            .arg(&self.plan)
-            .arg(&self.shell)
-            .args(args);
-        for (name, value) in &self.env {
-            cmd.env(name, value);
-        }
-        cmd
+    /// The variables every confined command gets on top of its own (the proxy's address).
+    pub fn env(&self) -> &[(String, String)] {
+        &self.env
+    }
+
+    /// Starts `sh args...` confined, in `cwd`, with exactly `env`, stdin on `/dev/null` and
+    /// its output on `output`; see [`spawner::Spawner::spawn`].
+    pub fn spawn_shell(
+        &self,
+        args: &[&OsStr],
+        env: &[(OsString, OsString)],
+        cwd: &Path,
+        output: BorrowedFd<'_>,
+    ) -> std::io::Result<Spawned> {
+        let mut argv = vec![self.shell.as_os_str()];
+        argv.extend_from_slice(args);
+        self.spawner.spawn(&argv, env, cwd, output)
     }
 }
 

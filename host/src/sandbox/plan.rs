@@ -50,6 +50,21 @@ pub const NO_NAMESPACES_ENV: &str = "CORRAL_SANDBOX_NO_NAMESPACES";
 /// exist (in a mount namespace; the Landlock-only way cannot protect them).
 const GIT_PROTECTED: &[&str] = &[".git/hooks", ".git/config"];
 
+/// The entries of `workspace` that stay read-only: the policy file and the state folder always,
+/// the git entries that exist.
+fn protected(workspace: &Path) -> Vec<PathBuf> {
+    [POLICY_FILE, STATE_DIR]
+        .iter()
+        .map(|name| workspace.join(name))
+        .chain(
+            GIT_PROTECTED
+                .iter()
+                .map(|rel| workspace.join(rel))
+                .filter(|p| p.exists()),
+        )
+        .collect()
+}
+
 /// Devices commands may write (and use): the sinks and sources every tool expects, and
 /// terminals.
 const DEVICES: &[&str] = &[
@@ -80,18 +95,30 @@ fn canonical(path: &Path) -> PathBuf {
 }
 
 impl Plan {
+    /// The paths whose coming, going or replacement makes this plan (and the mounts and rules
+    /// made from it) out of date: every entry that would be protected if it existed, and every
+    /// hidden path.
+    pub fn watched(&self) -> Vec<PathBuf> {
+        [POLICY_FILE, STATE_DIR]
+            .iter()
+            .chain(GIT_PROTECTED)
+            .map(|rel| self.workspace.join(rel))
+            .chain(self.hidden.iter().cloned())
+            .collect()
+    }
+
+    /// This plan with its protected entries as the disk shows them now (a `.git/config` made
+    /// since counts).
+    pub fn refreshed(&self) -> Self {
+        Self {
+            protected: protected(&self.workspace),
+            ..self.clone()
+        }
+    }
+
     pub fn new(settings: &SandboxSettings, workspace: &Path, network: NetPlan) -> Self {
         let workspace = canonical(workspace);
-        let protected = [POLICY_FILE, STATE_DIR]
-            .iter()
-            .map(|name| workspace.join(name))
-            .chain(
-                GIT_PROTECTED
-                    .iter()
-                    .map(|rel| workspace.join(rel))
-                    .filter(|p| p.exists()),
-            )
-            .collect();
+        let protected = protected(&workspace);
         let mut writable: Vec<PathBuf> = temp_dirs()
             .into_iter()
             .chain(DEVICES.iter().map(PathBuf::from))

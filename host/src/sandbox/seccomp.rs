@@ -184,9 +184,3 @@ pub fn program(network: NetPlan) -> Result<BpfProgram, String> {
     BpfProgram::try_from(filter).map_err(|e| e.to_string())
 }
 
-/// Installs the filter for `network` on this thread (inherited across `exec`). Needs
-/// `no_new_privs`, which Landlock's step set.
-pub fn apply(network: NetPlan) -> Result<(), String> {
-    let program = program(network)?;
-    seccompiler::apply_filter(&program).map_err(|e| e.to_string())
-}
