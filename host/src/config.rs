@@ -21,8 +21,11 @@ pub struct AgentConfig {
     pub max_tokens: u32,
     /// Model calls allowed for one prompt before the run stops with [`crate::AgentError::MaxTurns`].
     pub max_turns: u32,
-    /// Extra instructions appended to corral's system prompt.
+    /// Extra instructions appended to corral's system prompt (`[agent] system`, `--system`).
     pub instructions: Option<String>,
+    /// Whether the project's `AGENTS.md` (or `CLAUDE.md`) files, at the workspace root and
+    /// above, go into the system prompt ([`crate::agent::instructions`]). On by default.
+    pub project_instructions: bool,
     pub retry: RetryPolicy,
     pub shell: ShellConfig,
     /// The background tasks (offered when the shell is enabled).
@@ -42,6 +45,7 @@ impl Default for AgentConfig {
             max_tokens: 8192,
             max_turns: 50,
             instructions: None,
+            project_instructions: true,
             retry: RetryPolicy::default(),
             shell: ShellConfig::default(),
             background: BackgroundConfig::default(),

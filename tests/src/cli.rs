@@ -16,6 +16,9 @@ pub struct Corral {
     pub workspace: tempfile::TempDir,
     pub home: tempfile::TempDir,
     extra_env: Vec<(String, String)>,
+    /// Run from this folder of the workspace and let corral find the project (no
+    /// `CORRAL_WORKSPACE`).
+    from_subfolder: Option<String>,
 }
 
 /// What one run of the binary did.
@@ -64,6 +67,7 @@ impl Corral {
             workspace: tempfile::tempdir().expect("temp workspace"),
             home: tempfile::tempdir().expect("temp home"),
             extra_env: Vec::new(),
+            from_subfolder: None,
         }
     }
 
@@ -74,6 +78,7 @@ impl Corral {
             workspace: tempfile::tempdir_in(base).expect("workspace"),
             home: tempfile::tempdir_in(base).expect("home"),
             extra_env: Vec::new(),
+            from_subfolder: None,
         }
     }
 
@@ -166,8 +171,18 @@ impl Corral {
         files
     }
 
+    /// Runs corral from the folder `rel` of the workspace, with no `CORRAL_WORKSPACE`: corral
+    /// finds the project itself, as from a user's shell.
+    pub fn from_subfolder(mut self, rel: &str) -> Self {
+        std::fs::create_dir_all(self.path(rel)).expect("subfolder");
+        self.from_subfolder = Some(rel.to_string());
+        self
+    }
+
     /// A command for `program` with a hermetic environment: nothing of the machine's but PATH,
-    /// HOME in a temp dir, and the Anthropic variables pointing at `server`.
+    /// HOME in a temp dir, the Anthropic variables pointing at `server`, and the workspace in
+    /// `CORRAL_WORKSPACE` (the workspaces of some tests sit inside this repository, whose git
+    /// root corral would otherwise find; see [`from_subfolder`](Self::from_subfolder)).
     pub fn command_for(&self, program: &Path, server: Option<&ScriptedServer>) -> Command {
         let mut cmd = Command::new(program);
         cmd.env_clear()
@@ -176,8 +191,13 @@ impl Corral {
             .env("XDG_CONFIG_HOME", self.home.path().join(".config"))
             .env("XDG_CACHE_HOME", self.home.path().join(".cache"))
             .env("ANTHROPIC_API_KEY", "test-key")
-            .current_dir(self.workspace.path())
             .stdin(Stdio::null());
+        match &self.from_subfolder {
+            Some(rel) => cmd.current_dir(self.path(rel)),
+            None => cmd
+                .current_dir(self.workspace.path())
+                .env("CORRAL_WORKSPACE", self.workspace.path()),
+        };
         if let Some(server) = server {
             cmd.env("ANTHROPIC_BASE_URL", server.url());
         } else {

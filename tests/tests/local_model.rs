@@ -488,6 +488,8 @@ fn readme_commands_run() {
     let mut cmd = corral.command_for(std::path::Path::new("bash"), None);
     cmd.args(["-ec", block])
         .current_dir(repo_root())
+        // The scripts `cd` as a user would: corral finds the workspace from there.
+        .env_remove("CORRAL_WORKSPACE")
         .env("PATH", std::env::join_paths(dirs).expect("PATH"))
         .env("CORRAL_CACHE_DIR", cache_dir())
         .env("TMPDIR", corral.workspace.path())

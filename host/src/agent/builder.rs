@@ -95,14 +95,11 @@ impl AgentBuilder {
         self
     }
 
-    /// How commands start here. The state folder is made first, so that the sandbox keeps it
-    /// read-only to commands from the first one on. A sandbox that cannot be applied is said
+    /// How commands start here (the state folder exists by now, so the sandbox keeps it
+    /// read-only to commands from the first one on). A sandbox that cannot be applied is said
     /// once, as a warning, and every command is refused with the reason.
     fn launch(&self, workspace: &Workspace) -> Result<Launch, AgentError> {
         let shell = &self.config.shell;
-        workspace
-            .state()
-            .map_err(|e| AgentError::Config(format!("{}: {e}", workspace.state_dir().display())))?;
         let sandbox = match Confinement::new(&shell.sandbox, workspace.root()) {
             Ok(Some(confinement)) => Sandboxing::On(Arc::new(confinement)),
             Ok(None) => Sandboxing::Off,
@@ -125,6 +122,11 @@ impl AgentBuilder {
         let workspace = Arc::new(Workspace::open(&self.workspace).map_err(|e| {
             AgentError::Config(format!("workspace {}: {e}", self.workspace.display()))
         })?);
+        // The state folder first, made with its `.gitignore` (transcripts and task logs never
+        // land in git), before the session, the journal or the sandbox touch it.
+        workspace
+            .state()
+            .map_err(|e| AgentError::Config(format!("{}: {e}", workspace.state_dir().display())))?;
         let launch = match self.config.shell.enabled {
             true => Some(self.launch(&workspace)?),
             false => None,
@@ -209,10 +211,16 @@ impl AgentBuilder {
             resumed,
         });
 
+        let project = if self.config.project_instructions {
+            super::instructions::project_section(&super::instructions::project_docs(&workspace))
+        } else {
+            None
+        };
         let system = system_prompt(
             &workspace,
             &tools,
             shell_note.as_deref(),
+            project.as_deref(),
             self.config.instructions.as_deref(),
         );
         let specs = tools.specs();

@@ -7,6 +7,7 @@
 //! model asked for them.
 
 mod builder;
+pub mod instructions;
 mod dispatch;
 mod error;
 mod events;

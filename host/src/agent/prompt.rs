@@ -3,13 +3,14 @@
 use crate::tools::ToolRegistry;
 use crate::workspace::Workspace;
 
-/// Builds the system prompt for an agent working in `workspace` with `tools`.
 /// The system prompt: the workspace, the tools, what commands may touch (`shell`, when the
-/// shell tools are offered), and the program's extra instructions.
+/// shell tools are offered), the project's instructions (`project`, from `AGENTS.md`), and
+/// the user's or the program's extra instructions (`extra`), last.
 pub fn system_prompt(
     workspace: &Workspace,
     tools: &ToolRegistry,
     shell: Option<&str>,
+    project: Option<&str>,
     extra: Option<&str>,
 ) -> String {
     let mut prompt = format!(
@@ -33,6 +34,10 @@ pub fn system_prompt(
         );
     }
     prompt.push_str("When the task is done, answer with a short summary of what you did.\n");
+    if let Some(project) = project {
+        prompt.push('\n');
+        prompt.push_str(project);
+    }
     if let Some(extra) = extra.filter(|e| !e.trim().is_empty()) {
         prompt.push('\n');
         prompt.push_str(extra);

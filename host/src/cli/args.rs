@@ -1,6 +1,6 @@
 //! Command-line arguments.
 
-use std::path::PathBuf;
+use std::path::{Path, PathBuf};
 
 use clap::{Args, Parser, Subcommand, ValueEnum};
 use corral::{AgentConfig, SessionChoice};
@@ -36,9 +36,11 @@ pub enum Command {
 /// Settings shared by every command that runs an agent.
 #[derive(Debug, Args)]
 pub struct AgentArgs {
-    /// The workspace folder the agent works in.
-    #[arg(long, short = 'w', default_value = ".")]
-    pub workspace: PathBuf,
+    /// The workspace folder the agent works in [default: the project found from the current
+    /// folder: the nearest one above with corral.toml or .corral/, else the git root, else the
+    /// current folder].
+    #[arg(long, short = 'w', env = "CORRAL_WORKSPACE")]
+    pub workspace: Option<PathBuf>,
     /// The wire protocol: the Anthropic Messages API (ANTHROPIC_API_KEY, ANTHROPIC_BASE_URL) or
     /// OpenAI Chat Completions, which local servers speak too (OPENAI_API_KEY, OPENAI_BASE_URL;
     /// a local server needs no key). The default model is an Anthropic one: with openai, give
@@ -71,6 +73,13 @@ pub struct AgentArgs {
     /// Continue the session with this id.
     #[arg(long, value_name = "ID")]
     pub resume: Option<String>,
+    /// More instructions for the model, added to the system prompt after the project's
+    /// AGENTS.md and `[agent] system`.
+    #[arg(long, value_name = "TEXT")]
+    pub system: Option<String>,
+    /// Leave the project's AGENTS.md / CLAUDE.md files out of the system prompt.
+    #[arg(long)]
+    pub no_project_instructions: bool,
     /// For scripts: only the final answer on stdout and errors on stderr; no tool lines, no
     /// status line, no token count.
     #[arg(long, short = 'q')]
@@ -90,8 +99,8 @@ pub enum ProviderKind {
 #[derive(Debug, Args)]
 pub struct PluginsArgs {
     /// The workspace whose plugin folder is scanned.
-    #[arg(long, short = 'w', default_value = ".")]
-    pub workspace: PathBuf,
+    #[arg(long, short = 'w', env = "CORRAL_WORKSPACE")]
+    pub workspace: Option<PathBuf>,
     /// More plugin folders. Repeatable.
     #[arg(long = "plugins", value_name = "DIR")]
     pub plugin_dirs: Vec<PathBuf>,
@@ -105,8 +114,8 @@ pub struct PolicyArgs {
     #[command(subcommand)]
     pub command: PolicyCommand,
     /// The workspace whose corral.toml is read.
-    #[arg(long, short = 'w', default_value = ".", global = true)]
-    pub workspace: PathBuf,
+    #[arg(long, short = 'w', env = "CORRAL_WORKSPACE", global = true)]
+    pub workspace: Option<PathBuf>,
     /// More plugin folders. Repeatable.
     #[arg(long = "plugins", value_name = "DIR", global = true)]
     pub plugin_dirs: Vec<PathBuf>,
@@ -137,8 +146,8 @@ pub enum PolicyCommand {
 #[derive(Debug, Args)]
 pub struct TrustArgs {
     /// The workspace whose corral.toml is trusted.
-    #[arg(long, short = 'w', default_value = ".")]
-    pub workspace: PathBuf,
+    #[arg(long, short = 'w', env = "CORRAL_WORKSPACE")]
+    pub workspace: Option<PathBuf>,
     /// Stop trusting it.
     #[arg(long)]
     pub revoke: bool,
@@ -185,7 +194,7 @@ pub struct RunArgs {
     /// The longest to wait for background tasks, in seconds.
     #[arg(long, value_name = "SECS", default_value_t = 3600)]
     pub wait_timeout: u64,
-    /// The prompt.
+    /// The prompt; `-` reads it from stdin.
     #[arg(required = true)]
     pub prompt: Vec<String>,
 }
@@ -206,6 +215,15 @@ impl AgentArgs {
             config.max_tokens = n;
         }
         config.retry.max_retries = self.max_retries;
+        if let Some(system) = self.system.as_deref().filter(|s| !s.trim().is_empty()) {
+            config.instructions = Some(match config.instructions.take() {
+                Some(files) => format!("{files}\n\n{system}"),
+                None => system.to_string(),
+            });
+        }
+        if self.no_project_instructions {
+            config.project_instructions = false;
+        }
         config
     }
 
@@ -254,4 +272,47 @@ impl AgentArgs {
             }
         })
     }
+}
+
+/// The workspace a command works in: `--workspace` as given; else the project found from the
+/// current folder ([`corral::workspace::discover`]), named on stderr (unless `quiet`) when it is
+/// not the current folder itself.
+pub fn workspace_root(given: Option<&Path>, quiet: bool) -> PathBuf {
+    if let Some(given) = given {
+        return given.to_path_buf();
+    }
+    let Ok(start) = std::env::current_dir() else {
+        return PathBuf::from(".");
+    };
+    let (root, found) = corral::workspace::discover(&start);
+    if root != start && !quiet {
+        eprintln!("corral: workspace {} ({})", root.display(), found.describe());
+    }
+    root
+}
+
+/// The most `corral run -` reads from stdin (1 MiB).
+pub const MAX_STDIN_PROMPT_BYTES: u64 = 1 << 20;
+
+/// The prompt of `corral run`: its words joined, or stdin for `-`. An empty prompt (or one
+/// past [`MAX_STDIN_PROMPT_BYTES`]) is an error to show the user.
+pub fn read_prompt(words: &[String]) -> Result<String, String> {
+    let prompt = if words == ["-"] {
+        use std::io::Read;
+        let mut bytes = Vec::new();
+        std::io::stdin()
+            .take(MAX_STDIN_PROMPT_BYTES + 1)
+            .read_to_end(&mut bytes)
+            .map_err(|e| format!("reading the prompt from stdin: {e}"))?;
+        if bytes.len() as u64 > MAX_STDIN_PROMPT_BYTES {
+            return Err("the prompt on stdin is over 1 MiB".into());
+        }
+        String::from_utf8(bytes).map_err(|_| "the prompt on stdin is not UTF-8".to_string())?
+    } else {
+        words.join(" ")
+    };
+    if prompt.trim().is_empty() {
+        return Err("the prompt is empty".into());
+    }
+    Ok(prompt)
 }

@@ -9,8 +9,19 @@ use super::render::Display;
 
 pub async fn run(args: RunArgs) -> anyhow::Result<ExitCode> {
     super::signals::contain();
+    // Read first: a prompt that is not there changes nothing (no session, no .corral/).
+    let prompt = match super::args::read_prompt(&args.prompt) {
+        Ok(prompt) => prompt,
+        Err(e) => {
+            eprintln!("corral: {e}");
+            return Ok(ExitCode::from(super::EXIT_USAGE));
+        }
+    };
     let display = Display::for_run(args.json, args.agent.quiet);
-    let (workspace, mut policy) = match super::trust::open(&args.agent.workspace, false) {
+    let (workspace, mut policy) = match super::trust::open(
+        &super::args::workspace_root(args.agent.workspace.as_deref(), args.agent.quiet || args.json),
+        false,
+    ) {
         Ok(opened) => opened,
         Err(code) => return Ok(code),
     };
@@ -42,7 +53,7 @@ pub async fn run(args: RunArgs) -> anyhow::Result<ExitCode> {
         Ok(agent) => agent,
         Err(e) => return Ok(super::fail(&e)),
     };
-    let prompt = args.prompt.join(" ");
+
     let result = tokio::select! {
         result = agent.prompt(&prompt) => result,
         signal = super::signals::interrupted() => {

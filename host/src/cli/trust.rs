@@ -183,9 +183,10 @@ pub fn record_approvals(
 
 /// `corral trust [-w DIR] [--revoke]`.
 pub fn trust(args: TrustArgs) -> ExitCode {
-    let ws = match Workspace::open(&args.workspace) {
+    let root = super::args::workspace_root(args.workspace.as_deref(), false);
+    let ws = match Workspace::open(&root) {
         Ok(ws) => ws,
-        Err(e) => return usage(format!("workspace {}: {e}", args.workspace.display())),
+        Err(e) => return usage(format!("workspace {}: {e}", root.display())),
     };
     let Some((store, _)) = stores() else {
         return usage("there is no config folder (is HOME set?) to record trust in");

@@ -83,6 +83,8 @@ pub struct AgentSection {
     pub base_url: Option<String>,
     pub max_turns: Option<u32>,
     pub max_tokens: Option<u32>,
+    /// More instructions for the model, added to the system prompt.
+    pub system: Option<String>,
 }
 
 /// `[shell]`: the bash and background tools.

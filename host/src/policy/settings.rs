@@ -56,6 +56,8 @@ pub struct AgentSettings {
     pub base_url: Option<String>,
     pub max_turns: Option<u32>,
     pub max_tokens: Option<u32>,
+    /// `[agent] system` of each file that has one, user file first.
+    pub system: Vec<String>,
 }
 
 /// The settings of one workspace.
@@ -217,6 +219,12 @@ impl Policy {
             if gate.limit("[agent] max_tokens", n, current, "") {
                 self.agent.max_tokens = Some(n);
             }
+        }
+
+        // Instructions grant nothing: a workspace file's apply trusted or not, as the
+        // project's AGENTS.md does.
+        if let Some(system) = agent.system.filter(|s| !s.trim().is_empty()) {
+            self.agent.system.push(system);
         }
 
         let shell = file.shell;
@@ -505,6 +513,9 @@ impl Policy {
         }
         if let Some(n) = self.agent.max_tokens {
             config.max_tokens = n;
+        }
+        if !self.agent.system.is_empty() {
+            config.instructions = Some(self.agent.system.join("\n\n"));
         }
         config.shell = self.shell.clone();
         if let Some(n) = self.max_background {

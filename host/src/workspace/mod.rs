@@ -3,6 +3,7 @@
 //! nothing corral runs may touch ([`guard`]).
 
 mod beneath;
+mod discover;
 pub mod guard;
 
 use std::ffi::OsString;
@@ -12,6 +13,7 @@ use std::sync::Arc;
 
 pub use beneath::MAX_SYMLINK_HOPS;
 use beneath::{Missing, Walk, Walked};
+pub use discover::{Found, discover};
 pub use guard::{Guard, POLICY_FILE, PROTECTED, Protected, STATE_DIR};
 
 /// A path a tool was refused, or could not reach, and why. Shown to the model as the tool's
