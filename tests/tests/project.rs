@@ -126,3 +126,48 @@ fn a_prompt_comes_from_stdin_and_an_empty_one_is_refused() {
     assert!(!empty.path(".corral").exists(), "an empty prompt made the state folder");
     assert_eq!(server.bodies().len(), 1, "an empty prompt reached the model");
 }
+
+#[test]
+fn sessions_are_listed_newest_first_and_an_ambiguous_prefix_names_its_matches() {
+    let corral = Corral::new();
+    let server = ScriptedServer::start(vec![
+        Turn::text("first answer").into(),
+        Turn::text("second answer").into(),
+    ]);
+    let first = corral.run(Some(&server), &["run", "the first prompt"]);
+    first.assert_code(0);
+    let first_id = first
+        .stderr
+        .lines()
+        .last()
+        .and_then(|l| l.strip_prefix("session "))
+        .unwrap_or_else(|| panic!("the last line names no session: {}", first.stderr))
+        .to_string();
+    std::thread::sleep(std::time::Duration::from_millis(20));
+    corral.run(Some(&server), &["run", "the second prompt"]).assert_code(0);
+    let list = corral.run(None, &["sessions"]);
+    list.assert_code(0);
+    let rows: Vec<&str> = list.stdout.lines().skip(1).collect();
+    assert_eq!(rows.len(), 2, "{}", list.stdout);
+    assert!(rows[0].contains("the second prompt"), "{}", list.stdout);
+    assert!(rows[1].contains("the first prompt") && rows[1].starts_with(&first_id));
+    let json = corral.run(None, &["sessions", "--json"]);
+    let newest: Value = serde_json::from_str(json.stdout.lines().next().expect("a line")).unwrap();
+    assert_eq!(newest["turns"], 1);
+    assert!(newest["input_tokens"].as_u64().unwrap() > 0, "{newest}");
+
+    // Two ids that share a prefix: the prefix is refused with both named.
+    for id in ["abcd0001-0000-4000-8000-000000000000", "abcd0002-0000-4000-8000-000000000000"] {
+        corral.write(
+            &format!(".corral/sessions/{id}.jsonl"),
+            &format!("{{\"type\":\"session\",\"id\":\"{id}\",\"created_unix\":1,\"model\":\"m\"}}\n"),
+        );
+    }
+    let out = corral.run(Some(&server), &["run", "--resume", "abcd", "go"]);
+    out.assert_code(2);
+    assert!(
+        out.stderr.contains("abcd0001-") && out.stderr.contains("abcd0002-"),
+        "{}",
+        out.stderr
+    );
+}

@@ -34,7 +34,9 @@ impl AgentError {
         matches!(
             self,
             AgentError::Config(_)
-                | AgentError::Session(SessionError::NotFound(_) | SessionError::NoneYet)
+                | AgentError::Session(
+                    SessionError::NotFound(_) | SessionError::NoneYet | SessionError::Ambiguous { .. }
+                )
         )
     }
 }

@@ -23,7 +23,7 @@ pub use builder::AgentBuilder;
 pub use error::AgentError;
 pub use events::{Event, EventSink, ignore_events};
 pub use history::History;
-pub use session::{SessionChoice, SessionError, SessionLog};
+pub use session::{SessionChoice, SessionError, SessionLog, SessionSummary, list as list_sessions};
 
 use crate::background::{self, BackgroundManager};
 use crate::config::AgentConfig;
@@ -138,6 +138,7 @@ impl Agent {
             turn += 1;
             let response = self.call_model(turn).await?;
             usage += response.usage;
+            self.session.record_usage(response.usage)?;
             (self.events)(&Event::TurnFinished {
                 turn,
                 stop_reason: response.stop_reason.clone(),

@@ -32,6 +32,8 @@ pub enum SessionError {
     NotFound(String),
     #[error("this workspace has no session to continue")]
     NoneYet,
+    #[error("`{prefix}` names more than one session: {}; give more of the id", ids.join(", "))]
+    Ambiguous { prefix: String, ids: Vec<String> },
 }
 
 /// One line of a session file.
@@ -48,6 +50,10 @@ enum Line {
     },
     Append {
         content: Vec<ContentBlock>,
+    },
+    /// The tokens one model call used (for `corral sessions`; not part of the history).
+    Usage {
+        usage: crate::llm::Usage,
     },
 }
 
@@ -125,56 +131,13 @@ impl SessionLog {
         };
         let bytes = std::fs::read(&path).map_err(io)?;
         let mut history = History::new();
-        let mut warnings = Vec::new();
         let mut id = None;
-        // The end of the last line read whole, and whether that line has its newline.
-        let mut good_end = 0;
-        let mut start = 0;
-        let mut n = 0;
-        while start < bytes.len() {
-            let end = bytes[start..]
-                .iter()
-                .position(|&b| b == b'\n')
-                .map_or(bytes.len(), |i| start + i + 1);
-            let raw = &bytes[start..end];
-            n += 1;
-            let text = std::str::from_utf8(raw).map_err(|e| e.to_string());
-            let parsed = text.and_then(|t| {
-                if t.trim().is_empty() {
-                    Ok(None)
-                } else {
-                    serde_json::from_str::<Line>(t)
-                        .map(Some)
-                        .map_err(|e| e.to_string())
-                }
-            });
-            match parsed {
-                Ok(None) => {}
-                Ok(Some(line)) => match line {
-                    Line::Session { id: sid, .. } => id = Some(sid),
-                    Line::Message { message } => history.apply(Change::Push(message)),
-                    Line::Append { content } => history.apply(Change::Append(content)),
-                },
-                Err(_) if is_torn(&bytes[end..]) => {
-                    warnings.push(format!(
-                        "session file {}: its last line ({} bytes) was cut off, likely when \
-                         corral was stopped while writing it; resuming without it",
-                        path.display(),
-                        raw.len()
-                    ));
-                    break;
-                }
-                Err(message) => {
-                    return Err(SessionError::Corrupt {
-                        path,
-                        line: n,
-                        message,
-                    });
-                }
-            }
-            good_end = end;
-            start = end;
-        }
+        let (warnings, good_end) = parse(&bytes, &path, |line| match line {
+            Line::Session { id: sid, .. } => id = Some(sid),
+            Line::Message { message } => history.apply(Change::Push(message)),
+            Line::Append { content } => history.apply(Change::Append(content)),
+            Line::Usage { .. } => {}
+        })?;
         let id = id.ok_or_else(|| SessionError::Corrupt {
             path: path.clone(),
             line: 1,
@@ -196,6 +159,11 @@ impl SessionLog {
 
     pub fn path(&self) -> &Path {
         &self.path
+    }
+
+    /// Records the tokens one model call used.
+    pub fn record_usage(&mut self, usage: crate::llm::Usage) -> Result<(), SessionError> {
+        self.write(&Line::Usage { usage })
     }
 
     /// Appends one change of the history.
@@ -223,6 +191,144 @@ impl SessionLog {
                 source,
             })
     }
+}
+
+/// Reads the lines of a session file's `bytes` in order, giving each to `each`. A last line
+/// cut off is skipped with a warning; any other line that does not parse is an error. Returns
+/// the warnings and where the last whole line ends.
+fn parse(
+    bytes: &[u8],
+    path: &Path,
+    mut each: impl FnMut(Line),
+) -> Result<(Vec<String>, usize), SessionError> {
+    let mut warnings = Vec::new();
+        // The end of the last line read whole, and whether that line has its newline.
+        let mut good_end = 0;
+        let mut start = 0;
+        let mut n = 0;
+        while start < bytes.len() {
+            let end = bytes[start..]
+                .iter()
+                .position(|&b| b == b'\n')
+                .map_or(bytes.len(), |i| start + i + 1);
+            let raw = &bytes[start..end];
+            n += 1;
+            let text = std::str::from_utf8(raw).map_err(|e| e.to_string());
+            let parsed = text.and_then(|t| {
+                if t.trim().is_empty() {
+                    Ok(None)
+                } else {
+                    serde_json::from_str::<Line>(t)
+                        .map(Some)
+                        .map_err(|e| e.to_string())
+                }
+            });
+            match parsed {
+                Ok(None) => {}
+                Ok(Some(line)) => each(line),
+                Err(_) if is_torn(&bytes[end..]) => {
+                    warnings.push(format!(
+                        "session file {}: its last line ({} bytes) was cut off, likely when \
+                         corral was stopped while writing it; resuming without it",
+                        path.display(),
+                        raw.len()
+                    ));
+                    break;
+                }
+                Err(message) => {
+                    return Err(SessionError::Corrupt {
+                        path: path.to_path_buf(),
+                        line: n,
+                        message,
+                    });
+                }
+            }
+            good_end = end;
+            start = end;
+        }
+    Ok((warnings, good_end))
+}
+
+/// What `corral sessions` shows of one session.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct SessionSummary {
+    pub id: String,
+    pub created_unix: u64,
+    /// The last text the user sent (a prompt, not a tool result or a background note).
+    pub last_prompt: Option<String>,
+    /// Model answers in the history.
+    pub turns: usize,
+    /// The tokens its model calls used, as recorded (sessions from before corral recorded
+    /// them show none).
+    pub usage: crate::llm::Usage,
+}
+
+/// The sessions in `dir`, newest (last written) first. A file that cannot be read or parsed is
+/// left out, with its reason in the second list.
+pub fn list(dir: &Path) -> Result<(Vec<SessionSummary>, Vec<String>), SessionError> {
+    let mut found = Vec::new();
+    let mut problems = Vec::new();
+    for path in sessions(dir)? {
+        let modified = path.metadata().and_then(|m| m.modified()).ok();
+        match summarize(&path) {
+            Ok(summary) => found.push((modified, summary)),
+            Err(error) => problems.push(error.to_string()),
+        }
+    }
+    found.sort_by(|a, b| b.0.cmp(&a.0));
+    Ok((found.into_iter().map(|(_, s)| s).collect(), problems))
+}
+
+fn summarize(path: &Path) -> Result<SessionSummary, SessionError> {
+    let bytes = std::fs::read(path).map_err(|source| SessionError::Io {
+        path: path.to_path_buf(),
+        source,
+    })?;
+    let mut summary = SessionSummary {
+        id: String::new(),
+        created_unix: 0,
+        last_prompt: None,
+        turns: 0,
+        usage: crate::llm::Usage::default(),
+    };
+    parse(&bytes, path, |line| match line {
+        Line::Session {
+            id, created_unix, ..
+        } => {
+            summary.id = id;
+            summary.created_unix = created_unix;
+        }
+        Line::Message { message } => match message.role {
+            crate::llm::Role::Assistant => summary.turns += 1,
+            crate::llm::Role::User => {
+                if let Some(prompt) = prompt_text(&message.content) {
+                    summary.last_prompt = Some(prompt);
+                }
+            }
+        },
+        Line::Append { content } => {
+            if let Some(prompt) = prompt_text(&content) {
+                summary.last_prompt = Some(prompt);
+            }
+        }
+        Line::Usage { usage } => summary.usage += usage,
+    })?;
+    if summary.id.is_empty() {
+        return Err(SessionError::Corrupt {
+            path: path.to_path_buf(),
+            line: 1,
+            message: "no session header".into(),
+        });
+    }
+    Ok(summary)
+}
+
+/// The user's own words in `content`: its text blocks but background notes.
+fn prompt_text(content: &[ContentBlock]) -> Option<String> {
+    content.iter().rev().find_map(|block| match block {
+        ContentBlock::Text { text } if !text.starts_with('<') => Some(text.clone()),
+        _ => None,
+    })
 }
 
 /// Whether what follows a line that does not parse is empty: the line was the last one
@@ -268,7 +374,19 @@ fn find(dir: &Path, id: &str) -> Result<PathBuf, SessionError> {
         .collect();
     match matches.as_slice() {
         [one] if !id.is_empty() => Ok(one.clone()),
-        _ => Err(SessionError::NotFound(id.to_string())),
+        [] => Err(SessionError::NotFound(id.to_string())),
+        _ if id.is_empty() => Err(SessionError::NotFound(id.to_string())),
+        many => {
+            let mut ids: Vec<String> = many
+                .iter()
+                .filter_map(|p| Some(p.file_stem()?.to_string_lossy().into_owned()))
+                .collect();
+            ids.sort();
+            Err(SessionError::Ambiguous {
+                prefix: id.to_string(),
+                ids,
+            })
+        }
     }
 }
 

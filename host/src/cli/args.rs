@@ -29,6 +29,9 @@ pub enum Command {
     /// folder); untrusted, it may only narrow your settings. A later change to the file makes it
     /// untrusted again.
     Trust(TrustArgs),
+    /// The sessions of the workspace, newest first: id, start, turns, tokens, last prompt.
+    /// `--resume ID` (any unique prefix) continues one.
+    Sessions(SessionsArgs),
     /// Writing plugins: `new` creates a plugin crate that builds and loads as it is.
     Plugin(PluginArgs),
 }
@@ -141,6 +144,16 @@ pub enum PolicyCommand {
         #[arg(long)]
         revoke: bool,
     },
+}
+
+#[derive(Debug, Args)]
+pub struct SessionsArgs {
+    /// The workspace whose sessions are listed.
+    #[arg(long, short = 'w', env = "CORRAL_WORKSPACE")]
+    pub workspace: Option<PathBuf>,
+    /// Print JSON lines instead of a table.
+    #[arg(long)]
+    pub json: bool,
 }
 
 #[derive(Debug, Args)]

@@ -7,6 +7,7 @@ mod policy;
 mod render;
 mod run;
 mod scaffold;
+mod sessions;
 mod signals;
 mod term;
 mod trust;
@@ -40,6 +41,7 @@ pub async fn run(cli: Cli) -> anyhow::Result<ExitCode> {
         Command::Plugins(args) => plugins::list(args).await,
         Command::Policy(args) => policy::policy(args).await,
         Command::Trust(args) => Ok(trust::trust(args)),
+        Command::Sessions(args) => Ok(sessions::list(args)),
         Command::Plugin(args) => match args.command {
             args::PluginCommand::New { name, dir, sdk } => {
                 Ok(scaffold::new_plugin(&name, dir.as_deref(), sdk.as_deref()))

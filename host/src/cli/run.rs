@@ -74,6 +74,9 @@ pub async fn run(args: RunArgs) -> anyhow::Result<ExitCode> {
     match result {
         Ok(outcome) => {
             display.answer(&outcome.text);
+            if !args.agent.quiet && !args.json {
+                eprintln!("session {}", agent.session_id());
+            }
             Ok(ExitCode::SUCCESS)
         }
         Err(error) => {
