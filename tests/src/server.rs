@@ -56,6 +56,41 @@ pub fn tool_use(id: &str, name: &str, input: Value) -> Value {
     json!({"type": "tool_use", "id": id, "name": name, "input": input})
 }
 
+/// A `thinking` block with its signature; every later request must carry it back unchanged.
+pub fn thinking(text: &str, signature: &str) -> Value {
+    json!({"type": "thinking", "thinking": text, "signature": signature})
+}
+
+/// A `redacted_thinking` block; every later request must carry it back unchanged.
+pub fn redacted_thinking(data: &str) -> Value {
+    json!({"type": "redacted_thinking", "data": data})
+}
+
+/// `value` without its prompt-cache breakpoints (every `cache_control`, at any depth): the
+/// content as corral keeps it in its history and session file.
+pub fn without_cache_marks(value: &Value) -> Value {
+    match value {
+        Value::Object(map) => Value::Object(
+            map.iter()
+                .filter(|(k, _)| k.as_str() != "cache_control")
+                .map(|(k, v)| (k.clone(), without_cache_marks(v)))
+                .collect(),
+        ),
+        Value::Array(items) => Value::Array(items.iter().map(without_cache_marks).collect()),
+        other => other.clone(),
+    }
+}
+
+/// The system prompt of a request body: the string, or its text blocks joined (a cached system
+/// prompt is a list of blocks).
+pub fn system_text(body: &Value) -> String {
+    match &body["system"] {
+        Value::String(text) => text.clone(),
+        Value::Array(blocks) => blocks.iter().filter_map(|b| b["text"].as_str()).collect(),
+        _ => String::new(),
+    }
+}
+
 /// What the server answers to one request.
 pub enum Reply {
     /// The turn as a JSON message, or as SSE events when the request asked to stream.
@@ -127,6 +162,23 @@ impl Protocol for Anthropic {
         out
     }
 
+    fn history_violations(earlier: &[Recorded], answers: &[Value], body: &Value) -> Vec<String> {
+        let mut out = crate::rules::thinking_violations(answers, body);
+        if let Some(previous) = earlier.last() {
+            out.extend(crate::rules::prefix_violations(&previous.body, body));
+        }
+        out
+    }
+
+    fn answer(reply: &Reply) -> Option<Value> {
+        match reply {
+            Reply::Turn(turn) | Reply::Paced { turn, .. } => {
+                Some(Value::Array(turn.blocks.clone()))
+            }
+            _ => None,
+        }
+    }
+
     fn error_body(kind: &str, message: &str) -> Value {
         json!({"type": "error", "error": {"type": kind, "message": message}})
     }
@@ -187,7 +239,8 @@ fn sse_frames(turn: &Turn) -> Vec<String> {
 }
 
 /// The SSE events of a turn, as the real API sends them: text in two deltas, tool input JSON
-/// in three pieces, a ping in the middle.
+/// in three pieces, thinking in two deltas and then its signature, a redacted thinking block
+/// whole in its start, a ping in the middle.
 pub fn sse_events(turn: &Turn) -> Vec<(String, Value)> {
     let mut events = vec![(
         "message_start".to_string(),
@@ -218,6 +271,24 @@ pub fn sse_events(turn: &Turn) -> Vec<(String, Value)> {
                     let piece: String = piece.iter().collect();
                     events.push(("content_block_delta".into(), json!({"type": "content_block_delta", "index": index, "delta": {"type": "input_json_delta", "partial_json": piece}})));
                 }
+            }
+            Some("thinking") => {
+                let text = block["thinking"].as_str().unwrap_or("");
+                let mid = text
+                    .char_indices()
+                    .nth(text.chars().count() / 2)
+                    .map_or(0, |(i, _)| i);
+                events.push(("content_block_start".into(), json!({"type": "content_block_start", "index": index, "content_block": {"type": "thinking", "thinking": ""}})));
+                for piece in [&text[..mid], &text[mid..]] {
+                    events.push(("content_block_delta".into(), json!({"type": "content_block_delta", "index": index, "delta": {"type": "thinking_delta", "thinking": piece}})));
+                }
+                events.push(("content_block_delta".into(), json!({"type": "content_block_delta", "index": index, "delta": {"type": "signature_delta", "signature": block["signature"]}})));
+            }
+            Some("redacted_thinking") => {
+                events.push((
+                    "content_block_start".into(),
+                    json!({"type": "content_block_start", "index": index, "content_block": block}),
+                ));
             }
             _ => continue,
         }

@@ -83,6 +83,12 @@ pub struct AgentSection {
     pub base_url: Option<String>,
     pub max_turns: Option<u32>,
     pub max_tokens: Option<u32>,
+    /// `"adaptive"` or `"off"`.
+    pub thinking: Option<Spanned<String>>,
+    /// `"low"`, `"medium"`, `"high"` or `"max"`.
+    pub effort: Option<Spanned<String>>,
+    /// Prompt caching; `false` turns it off.
+    pub cache: Option<bool>,
 }
 
 /// `[shell]`: the bash and background tools.
