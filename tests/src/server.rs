@@ -21,6 +21,8 @@ use crate::scripted::{
 pub struct Turn {
     pub blocks: Vec<Value>,
     pub stop_reason: String,
+    /// The `usage` the answer reports; `None`: 10 in, 5 out.
+    pub usage: Option<Value>,
 }
 
 impl Turn {
@@ -29,7 +31,21 @@ impl Turn {
         Self {
             blocks: vec![json!({"type": "text", "text": text})],
             stop_reason: "end_turn".into(),
+            usage: None,
         }
+    }
+
+    /// The same answer, reporting `usage` (input counts in `message_start`, output in
+    /// `message_delta` when streamed).
+    pub fn with_usage(mut self, usage: Value) -> Self {
+        self.usage = Some(usage);
+        self
+    }
+
+    /// The same answer with `blocks` (thinking, say) before its own.
+    pub fn after(mut self, blocks: Vec<Value>) -> Self {
+        self.blocks.splice(0..0, blocks);
+        self
     }
 
     /// An answer that calls tools (`stop_reason: tool_use`).
@@ -37,6 +53,7 @@ impl Turn {
         Self {
             blocks: calls,
             stop_reason: "tool_use".into(),
+            usage: None,
         }
     }
 
@@ -47,6 +64,7 @@ impl Turn {
         Self {
             blocks,
             stop_reason: "tool_use".into(),
+            usage: None,
         }
     }
 }
@@ -227,7 +245,7 @@ fn message_json(turn: &Turn) -> Value {
         "content": turn.blocks,
         "stop_reason": turn.stop_reason,
         "stop_sequence": null,
-        "usage": {"input_tokens": 10, "output_tokens": 5}
+        "usage": turn.usage.clone().unwrap_or_else(|| json!({"input_tokens": 10, "output_tokens": 5}))
     })
 }
 
@@ -242,10 +260,17 @@ fn sse_frames(turn: &Turn) -> Vec<String> {
 /// in three pieces, thinking in two deltas and then its signature, a redacted thinking block
 /// whole in its start, a ping in the middle.
 pub fn sse_events(turn: &Turn) -> Vec<(String, Value)> {
+    let mut start_usage = json!({"input_tokens": 10, "output_tokens": 1});
+    let mut output = json!(5);
+    if let Some(usage) = &turn.usage {
+        start_usage = usage.clone();
+        start_usage["output_tokens"] = json!(1);
+        output = usage["output_tokens"].clone();
+    }
     let mut events = vec![(
         "message_start".to_string(),
         json!({"type": "message_start", "message": {"id": message_id(), "type": "message", "role": "assistant",
-            "model": "scripted", "content": [], "stop_reason": null, "usage": {"input_tokens": 10, "output_tokens": 1}}}),
+            "model": "scripted", "content": [], "stop_reason": null, "usage": start_usage}}),
     )];
     events.push(("ping".into(), json!({"type": "ping"})));
     for (index, block) in turn.blocks.iter().enumerate() {
@@ -297,7 +322,7 @@ pub fn sse_events(turn: &Turn) -> Vec<(String, Value)> {
             json!({"type": "content_block_stop", "index": index}),
         ));
     }
-    events.push(("message_delta".into(), json!({"type": "message_delta", "delta": {"stop_reason": turn.stop_reason, "stop_sequence": null}, "usage": {"output_tokens": 5}})));
+    events.push(("message_delta".into(), json!({"type": "message_delta", "delta": {"stop_reason": turn.stop_reason, "stop_sequence": null}, "usage": {"output_tokens": output}})));
     events.push(("message_stop".into(), json!({"type": "message_stop"})));
     events
 }
