@@ -217,13 +217,15 @@ fn the_rules_catch_a_broken_round_trip() {
             {"role": "user", "content": [{"type": "tool_result", "tool_use_id": "t1", "content": "x"}]},
         ]})
     };
-    assert!(thinking_violations(&[answer.clone()], &request(answer.clone())).is_empty());
+    assert!(
+        thinking_violations(std::slice::from_ref(&answer), &request(answer.clone())).is_empty()
+    );
     let changed = json!([
         thinking("hm", "sig-B"),
         tool_use("t1", "bash", json!({"command": "ls"}))
     ]);
     assert_eq!(
-        thinking_violations(&[answer.clone()], &request(changed)).len(),
+        thinking_violations(std::slice::from_ref(&answer), &request(changed)).len(),
         1
     );
     let dropped = json!([tool_use("t1", "bash", json!({"command": "ls"}))]);

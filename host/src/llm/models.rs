@@ -165,7 +165,7 @@ mod tests {
     }
 
     fn tokens(n: u32) -> String {
-        if n >= 1_000_000 && n % 1_000_000 == 0 {
+        if n >= 1_000_000 && n.is_multiple_of(1_000_000) {
             format!("{}M", n / 1_000_000)
         } else {
             format!("{}K", n / 1000)
