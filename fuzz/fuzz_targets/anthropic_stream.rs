@@ -9,7 +9,7 @@
 use std::sync::Mutex;
 
 use corral::llm::sse::SseParser;
-use corral::llm::{ContentBlock, Response, Usage};
+use corral::llm::{ContentBlock, Delta, Response, Usage};
 use libfuzzer_sys::fuzz_target;
 
 fn text_len(response: &Response) -> usize {
@@ -33,7 +33,8 @@ fn add_up(response: &Response) {
 fuzz_target!(|data: &[u8]| {
     let events = SseParser::new().push(data);
     let streamed = Mutex::new(0usize);
-    let sink = |t: &str| {
+    let sink = |d: Delta<'_>| {
+        let Delta::Text(t) = d else { return };
         if let Ok(mut n) = streamed.lock() {
             *n += t.len();
         }

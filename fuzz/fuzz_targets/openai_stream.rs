@@ -11,7 +11,7 @@
 use std::sync::Mutex;
 
 use corral::llm::sse::SseParser;
-use corral::llm::{ContentBlock, Response, StopReason, Usage};
+use corral::llm::{ContentBlock, Delta, Response, StopReason, Usage};
 use libfuzzer_sys::fuzz_target;
 
 fn check(response: &Response) {
@@ -24,6 +24,7 @@ fn check(response: &Response) {
                 calls += 1;
             }
             ContentBlock::ToolResult { .. } => panic!("a tool result in an answer"),
+            ContentBlock::Thinking { .. } | ContentBlock::RedactedThinking { .. } => {}
         }
     }
     if calls > 0 {
@@ -41,7 +42,8 @@ fn check(response: &Response) {
 fuzz_target!(|data: &[u8]| {
     let events = SseParser::new().push(data);
     let streamed = Mutex::new(String::new());
-    let sink = |t: &str| {
+    let sink = |d: Delta<'_>| {
+        let Delta::Text(t) = d else { return };
         if let Ok(mut s) = streamed.lock() {
             s.push_str(t);
         }

@@ -6,19 +6,28 @@
 use std::time::Duration;
 
 use crate::background::BackgroundConfig;
-use crate::llm::RetryPolicy;
+use crate::llm::{Effort, RetryPolicy, Thinking};
 use crate::process::CommandEnv;
 use crate::sandbox::{SandboxSettings, rules::CommandRules};
 
 /// The model used when neither `--model` nor `CORRAL_MODEL` names one.
-pub const DEFAULT_MODEL: &str = "claude-sonnet-4-5";
+pub use crate::llm::models::DEFAULT_MODEL;
 
 /// How the agent loop runs.
 #[derive(Debug, Clone)]
 pub struct AgentConfig {
     pub model: String,
-    /// `max_tokens` of each model call.
-    pub max_tokens: u32,
+    /// `max_tokens` of each model call; `None`, the model's default, and never more than a
+    /// known model takes ([`crate::llm::models::max_tokens`]).
+    pub max_tokens: Option<u32>,
+    /// Whether the model may think ([`Thinking::Adaptive`] by default), sent as the model takes
+    /// it or not at all.
+    pub thinking: Thinking,
+    /// `None`: the model's own default effort.
+    pub effort: Option<Effort>,
+    /// Prompt caching (on by default): breakpoints on the stable prefix and the newest turn
+    /// ([`crate::llm::cache`]).
+    pub cache: bool,
     /// Model calls allowed for one prompt before the run stops with [`crate::AgentError::MaxTurns`].
     pub max_turns: u32,
     /// Extra instructions appended to corral's system prompt (`[agent] system`, `--system`).
@@ -42,7 +51,10 @@ impl Default for AgentConfig {
     fn default() -> Self {
         Self {
             model: DEFAULT_MODEL.to_string(),
-            max_tokens: 8192,
+            max_tokens: None,
+            thinking: Thinking::default(),
+            effort: None,
+            cache: true,
             max_turns: 50,
             instructions: None,
             project_instructions: true,

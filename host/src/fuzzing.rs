@@ -9,12 +9,15 @@
 use serde_json::Value;
 
 use crate::llm::sse::SseEvent;
-use crate::llm::{LlmError, Response, TextSink};
+use crate::llm::{DeltaSink, LlmError, Response};
 
 /// The Anthropic stream assembler: the response `events` make when read as a streamed
 /// Messages answer, to `message_stop`, or why they do not make one.
-pub fn anthropic_stream(events: &[SseEvent], on_text: TextSink<'_>) -> Result<Response, LlmError> {
-    crate::llm::anthropic_events(events, on_text)
+pub fn anthropic_stream(
+    events: &[SseEvent],
+    on_delta: DeltaSink<'_>,
+) -> Result<Response, LlmError> {
+    crate::llm::anthropic_events(events, on_delta)
 }
 
 /// The Anthropic answer parser: a whole (non-streamed) Messages answer.
@@ -24,8 +27,8 @@ pub fn anthropic_message(value: &Value) -> Result<Response, LlmError> {
 
 /// The OpenAI stream assembler: the response `events` make when read as a streamed Chat
 /// Completions answer, to `data: [DONE]` or the end of the list, or why they do not make one.
-pub fn openai_stream(events: &[SseEvent], on_text: TextSink<'_>) -> Result<Response, LlmError> {
-    crate::llm::openai_events(events, on_text)
+pub fn openai_stream(events: &[SseEvent], on_delta: DeltaSink<'_>) -> Result<Response, LlmError> {
+    crate::llm::openai_events(events, on_delta)
 }
 
 /// The OpenAI answer parser: a whole (non-streamed) Chat Completions answer.

@@ -16,7 +16,8 @@
 //!
 //! # Layout
 //! - [`agent`]: the loop, its history and the API's rules, events, the session file.
-//! - [`llm`]: the provider trait, one module per wire protocol, SSE framing, retries.
+//! - [`llm`]: the provider trait, one module per wire protocol, SSE framing, retries, the models
+//!   corral knows ([`llm::models`]) and where the prompt cache's breakpoints go ([`llm::cache`]).
 //! - [`background`]: the background manager: tasks, their output, the notification queue.
 //! - [`tools`]: the tool trait, the registry, input checking, the built-in tools.
 //! - [`plugins`]: wasmtime: the engine, loading and caching, async per-call stores, limits,

@@ -204,6 +204,52 @@ fn check_messages(messages: &[Value], out: &mut Vec<String>) {
     }
 }
 
+/// DeepSeek's rule on reasoning, which corral follows for every server: an answer that came
+/// with `reasoning_content` and called tools (`answers`, as the server remembers them) gets its
+/// reasoning back, unchanged, while its tool loop is under way (after the last `user`
+/// message), and not after: DeepSeek refuses reasoning from before the latest prompt.
+pub fn reasoning_violations(answers: &[Value], body: &Value) -> Vec<String> {
+    let mut out = Vec::new();
+    let messages = body["messages"].as_array().cloned().unwrap_or_default();
+    let last_user = messages
+        .iter()
+        .rposition(|m| m["role"] == "user")
+        .unwrap_or(0);
+    for answer in answers {
+        let Some(reasoning) = answer["reasoning"].as_str() else {
+            continue;
+        };
+        let ids = &answer["tool_call_ids"];
+        if ids
+            .as_array()
+            .is_none_or(|ids| ids.is_empty() || ids.iter().any(Value::is_null))
+        {
+            continue;
+        }
+        let found = messages.iter().enumerate().find(|(_, m)| {
+            m["role"] == "assistant"
+                && m["tool_calls"]
+                    .as_array()
+                    .map(|calls| calls.iter().map(|c| c["id"].clone()).collect::<Vec<_>>())
+                    .as_ref()
+                    == ids.as_array()
+        });
+        let Some((i, message)) = found else { continue };
+        let back = message.get("reasoning_content");
+        if i > last_user && back != Some(&Value::from(reasoning)) {
+            out.push(format!(
+                "message {i}: the reasoning of the tool loop under way did not come back as `reasoning_content`: {message}"
+            ));
+        }
+        if i < last_user && back.is_some() {
+            out.push(format!(
+                "message {i}: reasoning from before the latest prompt was sent back: {message}"
+            ));
+        }
+    }
+    out
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;

@@ -41,6 +41,8 @@ pub fn call(id: &str, name: &str, arguments: Value) -> ToolCall {
 pub struct Completion {
     /// `None` sends `"content": null`.
     pub content: Option<String>,
+    /// Sent as `reasoning_content`, as llama-server, vLLM and DeepSeek do; `None`: none.
+    pub reasoning: Option<String>,
     pub tool_calls: Vec<ToolCall>,
     pub finish_reason: String,
     /// How many stream chunks each text and each tool call's arguments are split into.
@@ -52,6 +54,7 @@ impl Completion {
     pub fn text(text: &str) -> Self {
         Self {
             content: Some(text.into()),
+            reasoning: None,
             tool_calls: Vec::new(),
             finish_reason: "stop".into(),
             pieces: 3,
@@ -62,6 +65,7 @@ impl Completion {
     pub fn tools(calls: Vec<ToolCall>) -> Self {
         Self {
             content: None,
+            reasoning: None,
             tool_calls: calls,
             finish_reason: "tool_calls".into(),
             pieces: 3,
@@ -74,6 +78,12 @@ impl Completion {
             content: Some(text.into()),
             ..Self::tools(calls)
         }
+    }
+
+    /// The same answer, thinking `reasoning` first.
+    pub fn with_reasoning(mut self, reasoning: &str) -> Self {
+        self.reasoning = Some(reasoning.into());
+        self
     }
 
     /// Streams text and arguments in `pieces` chunks each (at most one a character).
@@ -146,6 +156,24 @@ impl Protocol for OpenAi {
         out
     }
 
+    fn history_violations(
+        _earlier: &[crate::scripted::Recorded],
+        answers: &[Value],
+        body: &Value,
+    ) -> Vec<String> {
+        crate::openai_rules::reasoning_violations(answers, body)
+    }
+
+    fn answer(reply: &Reply) -> Option<Value> {
+        match reply {
+            Reply::Completion(c) => Some(json!({
+                "reasoning": c.reasoning,
+                "tool_call_ids": c.tool_calls.iter().map(|t| t.id.clone()).collect::<Vec<_>>(),
+            })),
+            _ => None,
+        }
+    }
+
     fn error_body(kind: &str, message: &str) -> Value {
         json!({"error": {"message": message, "type": kind, "param": null, "code": null}})
     }
@@ -185,6 +213,9 @@ fn usage() -> Value {
 /// A whole (non-streamed) answer.
 fn completion_json(completion: &Completion) -> Value {
     let mut message = json!({"role": "assistant", "content": completion.content});
+    if let Some(reasoning) = &completion.reasoning {
+        message["reasoning_content"] = json!(reasoning);
+    }
     if !completion.tool_calls.is_empty() {
         let calls: Vec<Value> = completion
             .tool_calls
@@ -233,6 +264,12 @@ pub fn sse_frames(completion: &Completion, include_usage: bool) -> Vec<String> {
         json!({"role": "assistant", "content": ""}),
         Value::Null,
     )];
+    for piece in split(
+        completion.reasoning.as_deref().unwrap_or(""),
+        completion.pieces,
+    ) {
+        chunks.push(chunk(json!({"reasoning_content": piece}), Value::Null));
+    }
     for piece in split(
         completion.content.as_deref().unwrap_or(""),
         completion.pieces,

@@ -2,8 +2,17 @@
 //!
 //! Written apart from corral's own checks on purpose: the test server must catch what corral
 //! gets wrong, not share its mistakes.
+//!
+//! Besides the rules of one request ([`violations`]), two need the conversation so far: the
+//! model's thinking must come back unchanged ([`thinking_violations`]), and a request must begin
+//! with the bytes the previous one cached ([`prefix_violations`]).
 
 use serde_json::Value;
+
+use crate::cache::Units;
+
+/// The most `cache_control` breakpoints the API takes in one request.
+pub const MAX_BREAKPOINTS: usize = 4;
 
 /// Every rule `body` breaks, as readable sentences; empty when the request is valid.
 pub fn violations(body: &Value) -> Vec<String> {
@@ -34,6 +43,22 @@ pub fn violations(body: &Value) -> Vec<String> {
         out.push("no `messages` array".to_string());
         return out;
     };
+    out.extend(breakpoint_violations(body));
+    for (i, message) in messages.iter().enumerate() {
+        for block in message["content"].as_array().into_iter().flatten() {
+            let signed = block["signature"].as_str().is_some_and(|s| !s.is_empty());
+            if block["type"] == "thinking" && !signed {
+                out.push(format!(
+                    "message {i}: a thinking block without its signature"
+                ));
+            }
+            if block["type"] == "redacted_thinking" && !block["data"].is_string() {
+                out.push(format!(
+                    "message {i}: a redacted_thinking block without its data"
+                ));
+            }
+        }
+    }
     if messages.is_empty() {
         out.push("`messages` is empty".to_string());
         return out;
@@ -127,4 +152,141 @@ pub fn violations(body: &Value) -> Vec<String> {
         }
     }
     out
+}
+
+/// The prompt cache's rules: at most [`MAX_BREAKPOINTS`], each `{"type": "ephemeral"}`, none on
+/// a thinking block (the API refuses those); and, once there are any, on the stable prefix (the
+/// last tool, the system prompt) and on the newest message, as corral promises.
+fn breakpoint_violations(body: &Value) -> Vec<String> {
+    let mut out = Vec::new();
+    let mut marks = Vec::new();
+    let tools = body["tools"].as_array().cloned().unwrap_or_default();
+    let system = body["system"].as_array().cloned().unwrap_or_default();
+    let messages = body["messages"].as_array().cloned().unwrap_or_default();
+    let blocks = messages
+        .iter()
+        .flat_map(|m| m["content"].as_array().cloned().unwrap_or_default());
+    for block in tools.iter().chain(&system).cloned().chain(blocks) {
+        if let Some(mark) = block.get("cache_control") {
+            marks.push(mark.clone());
+            if matches!(
+                block["type"].as_str(),
+                Some("thinking" | "redacted_thinking")
+            ) {
+                out.push("a cache breakpoint on a thinking block".to_string());
+            }
+        }
+    }
+    if marks.is_empty() {
+        return out;
+    }
+    if marks.len() > MAX_BREAKPOINTS {
+        out.push(format!(
+            "{} cache breakpoints; the API takes at most {MAX_BREAKPOINTS}",
+            marks.len()
+        ));
+    }
+    for mark in &marks {
+        if mark["type"] != "ephemeral" {
+            out.push(format!("a cache breakpoint that is not ephemeral: {mark}"));
+        }
+    }
+    let marked = |v: Option<&Value>| v.is_some_and(|v| v.get("cache_control").is_some());
+    if !tools.is_empty() && !marked(tools.last()) {
+        out.push("the prompt is cached but the last tool has no breakpoint".to_string());
+    }
+    if body["system"].is_string() {
+        out.push("the prompt is cached but the system prompt is a string, which cannot be".into());
+    } else if !system.is_empty() && !marked(system.last()) {
+        out.push("the prompt is cached but the system prompt has no breakpoint".to_string());
+    }
+    let newest = messages
+        .last()
+        .and_then(|m| m["content"].as_array())
+        .and_then(|c| c.last());
+    if !marked(newest) {
+        out.push(
+            "the prompt is cached but the newest message's last block has no breakpoint".into(),
+        );
+    }
+    out
+}
+
+/// Whether `block` is a thinking block of either kind.
+fn is_thinking(block: &Value) -> bool {
+    matches!(
+        block["type"].as_str(),
+        Some("thinking" | "redacted_thinking")
+    )
+}
+
+/// The real API's rule on thinking, made stricter, as corral keeps every block: each answer
+/// with thinking the server gave (`answers`, each its content blocks) must come back in `body`
+/// exactly as it was sent, its thinking blocks and their signatures unchanged, in place. The
+/// message that came back is the assistant message whose other blocks are the answer's; when
+/// the request holds none (another conversation against the same server), there is nothing to
+/// check.
+pub fn thinking_violations(answers: &[Value], body: &Value) -> Vec<String> {
+    let mut out = Vec::new();
+    let messages = body["messages"].as_array().cloned().unwrap_or_default();
+    let without_thinking = |blocks: &[Value]| -> Vec<Value> {
+        blocks.iter().filter(|b| !is_thinking(b)).cloned().collect()
+    };
+    for answer in answers {
+        let sent = answer.as_array().cloned().unwrap_or_default();
+        if !sent.iter().any(is_thinking) {
+            continue;
+        }
+        let rest = without_thinking(&sent);
+        let back = messages.iter().find(|m| {
+            m["role"] == "assistant"
+                && m["content"]
+                    .as_array()
+                    .is_some_and(|c| without_thinking(c) == rest)
+        });
+        if let Some(back) = back
+            && back["content"] != Value::Array(sent.clone())
+        {
+            out.push(format!(
+                "the model's thinking did not come back unchanged (the API answers 400): sent {}, got {}",
+                Value::Array(sent),
+                back["content"]
+            ));
+        }
+    }
+    out
+}
+
+/// Prefix stability: a request that goes on with a conversation (more than one message) must
+/// begin, up to its second-to-last cache breakpoint, with the bytes of `previous`, the request
+/// before it; otherwise the cache `previous` wrote is never read. Breakpoint markers aside
+/// ([`Units`]).
+pub fn prefix_violations(previous: &Value, body: &Value) -> Vec<String> {
+    if body["messages"].as_array().is_none_or(|m| m.len() < 2) {
+        return Vec::new();
+    }
+    let units = Units::of(body);
+    let [.., second_to_last, _] = units.breakpoints[..] else {
+        return Vec::new();
+    };
+    let prefix = units.prefix(second_to_last);
+    let before = Units::of(previous).bytes();
+    if before.starts_with(&prefix) {
+        return Vec::new();
+    }
+    let at = prefix
+        .bytes()
+        .zip(before.bytes())
+        .take_while(|(a, b)| a == b)
+        .count();
+    let around = |s: &str| {
+        s.get(at.saturating_sub(40)..(at + 40).min(s.len()))
+            .unwrap_or("")
+            .to_string()
+    };
+    vec![format!(
+        "the bytes up to the second-to-last cache breakpoint differ from the previous request's at byte {at}: now {:?}, before {:?}",
+        around(&prefix),
+        around(&before)
+    )]
 }

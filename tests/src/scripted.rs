@@ -31,6 +31,20 @@ pub trait Protocol: 'static {
     /// Every rule the request breaks, as readable sentences; empty when it is valid.
     fn violations(headers: &HeaderMap, body: &Value) -> Vec<String>;
 
+    /// Every rule the request breaks against the conversation so far: `earlier`, the requests
+    /// before it, and `answers`, what the model said before ([`answer`](Self::answer)). None by
+    /// default.
+    fn history_violations(_earlier: &[Recorded], _answers: &[Value], _body: &Value) -> Vec<String> {
+        Vec::new()
+    }
+
+    /// What the model says in `reply`, remembered for [`history_violations`]
+    /// (Self::history_violations); `None` (the default) for an error, a cut stream, or a reply
+    /// decided only when its request arrives.
+    fn answer(_reply: &Self::Reply) -> Option<Value> {
+        None
+    }
+
     /// The API's error body for a refused request.
     fn error_body(kind: &str, message: &str) -> Value;
 
@@ -50,6 +64,7 @@ pub struct Recorded {
 struct Shared<R> {
     script: Mutex<VecDeque<R>>,
     requests: Mutex<Vec<Recorded>>,
+    answers: Mutex<Vec<Value>>,
     violations: Mutex<Vec<String>>,
     started: Instant,
 }
@@ -68,6 +83,7 @@ impl<P: Protocol> Scripted<P> {
         let shared = Arc::new(Shared {
             script: Mutex::new(script.into()),
             requests: Mutex::new(Vec::new()),
+            answers: Mutex::new(Vec::new()),
             violations: Mutex::new(Vec::new()),
             started: Instant::now(),
         });
@@ -160,18 +176,30 @@ async fn handle<P: Protocol>(
         Ok(v) => v,
         Err(e) => return refuse::<P>(&shared, format!("the body is not JSON: {e}")),
     };
-    shared.requests.lock().expect("lock").push(Recorded {
-        body: body.clone(),
-        headers: headers.clone(),
-        at,
-    });
-    let broken = P::violations(&headers, &body);
+    let earlier = {
+        let mut requests = shared.requests.lock().expect("lock");
+        let earlier = requests.clone();
+        requests.push(Recorded {
+            body: body.clone(),
+            headers: headers.clone(),
+            at,
+        });
+        earlier
+    };
+    let mut broken = P::violations(&headers, &body);
+    let answers = shared.answers.lock().expect("lock").clone();
+    broken.extend(P::history_violations(&earlier, &answers, &body));
     if !broken.is_empty() {
         return refuse::<P>(&shared, broken.join("; "));
     }
     let next = shared.script.lock().expect("lock").pop_front();
     match next {
-        Some(reply) => P::respond(reply, &body),
+        Some(reply) => {
+            if let Some(answer) = P::answer(&reply) {
+                shared.answers.lock().expect("lock").push(answer);
+            }
+            P::respond(reply, &body)
+        }
         None => refuse::<P>(&shared, "a request past the end of the script".into()),
     }
 }

@@ -21,6 +21,8 @@ use crate::scripted::{
 pub struct Turn {
     pub blocks: Vec<Value>,
     pub stop_reason: String,
+    /// The `usage` the answer reports; `None`: 10 in, 5 out.
+    pub usage: Option<Value>,
 }
 
 impl Turn {
@@ -29,7 +31,21 @@ impl Turn {
         Self {
             blocks: vec![json!({"type": "text", "text": text})],
             stop_reason: "end_turn".into(),
+            usage: None,
         }
+    }
+
+    /// The same answer, reporting `usage` (input counts in `message_start`, output in
+    /// `message_delta` when streamed).
+    pub fn with_usage(mut self, usage: Value) -> Self {
+        self.usage = Some(usage);
+        self
+    }
+
+    /// The same answer with `blocks` (thinking, say) before its own.
+    pub fn after(mut self, blocks: Vec<Value>) -> Self {
+        self.blocks.splice(0..0, blocks);
+        self
     }
 
     /// An answer that calls tools (`stop_reason: tool_use`).
@@ -37,6 +53,7 @@ impl Turn {
         Self {
             blocks: calls,
             stop_reason: "tool_use".into(),
+            usage: None,
         }
     }
 
@@ -47,6 +64,7 @@ impl Turn {
         Self {
             blocks,
             stop_reason: "tool_use".into(),
+            usage: None,
         }
     }
 }
@@ -54,6 +72,41 @@ impl Turn {
 /// A `tool_use` block.
 pub fn tool_use(id: &str, name: &str, input: Value) -> Value {
     json!({"type": "tool_use", "id": id, "name": name, "input": input})
+}
+
+/// A `thinking` block with its signature; every later request must carry it back unchanged.
+pub fn thinking(text: &str, signature: &str) -> Value {
+    json!({"type": "thinking", "thinking": text, "signature": signature})
+}
+
+/// A `redacted_thinking` block; every later request must carry it back unchanged.
+pub fn redacted_thinking(data: &str) -> Value {
+    json!({"type": "redacted_thinking", "data": data})
+}
+
+/// `value` without its prompt-cache breakpoints (every `cache_control`, at any depth): the
+/// content as corral keeps it in its history and session file.
+pub fn without_cache_marks(value: &Value) -> Value {
+    match value {
+        Value::Object(map) => Value::Object(
+            map.iter()
+                .filter(|(k, _)| k.as_str() != "cache_control")
+                .map(|(k, v)| (k.clone(), without_cache_marks(v)))
+                .collect(),
+        ),
+        Value::Array(items) => Value::Array(items.iter().map(without_cache_marks).collect()),
+        other => other.clone(),
+    }
+}
+
+/// The system prompt of a request body: the string, or its text blocks joined (a cached system
+/// prompt is a list of blocks).
+pub fn system_text(body: &Value) -> String {
+    match &body["system"] {
+        Value::String(text) => text.clone(),
+        Value::Array(blocks) => blocks.iter().filter_map(|b| b["text"].as_str()).collect(),
+        _ => String::new(),
+    }
 }
 
 /// What the server answers to one request.
@@ -127,6 +180,23 @@ impl Protocol for Anthropic {
         out
     }
 
+    fn history_violations(earlier: &[Recorded], answers: &[Value], body: &Value) -> Vec<String> {
+        let mut out = crate::rules::thinking_violations(answers, body);
+        if let Some(previous) = earlier.last() {
+            out.extend(crate::rules::prefix_violations(&previous.body, body));
+        }
+        out
+    }
+
+    fn answer(reply: &Reply) -> Option<Value> {
+        match reply {
+            Reply::Turn(turn) | Reply::Paced { turn, .. } => {
+                Some(Value::Array(turn.blocks.clone()))
+            }
+            _ => None,
+        }
+    }
+
     fn error_body(kind: &str, message: &str) -> Value {
         json!({"type": "error", "error": {"type": kind, "message": message}})
     }
@@ -175,7 +245,7 @@ fn message_json(turn: &Turn) -> Value {
         "content": turn.blocks,
         "stop_reason": turn.stop_reason,
         "stop_sequence": null,
-        "usage": {"input_tokens": 10, "output_tokens": 5}
+        "usage": turn.usage.clone().unwrap_or_else(|| json!({"input_tokens": 10, "output_tokens": 5}))
     })
 }
 
@@ -187,12 +257,20 @@ fn sse_frames(turn: &Turn) -> Vec<String> {
 }
 
 /// The SSE events of a turn, as the real API sends them: text in two deltas, tool input JSON
-/// in three pieces, a ping in the middle.
+/// in three pieces, thinking in two deltas and then its signature, a redacted thinking block
+/// whole in its start, a ping in the middle.
 pub fn sse_events(turn: &Turn) -> Vec<(String, Value)> {
+    let mut start_usage = json!({"input_tokens": 10, "output_tokens": 1});
+    let mut output = json!(5);
+    if let Some(usage) = &turn.usage {
+        start_usage = usage.clone();
+        start_usage["output_tokens"] = json!(1);
+        output = usage["output_tokens"].clone();
+    }
     let mut events = vec![(
         "message_start".to_string(),
         json!({"type": "message_start", "message": {"id": message_id(), "type": "message", "role": "assistant",
-            "model": "scripted", "content": [], "stop_reason": null, "usage": {"input_tokens": 10, "output_tokens": 1}}}),
+            "model": "scripted", "content": [], "stop_reason": null, "usage": start_usage}}),
     )];
     events.push(("ping".into(), json!({"type": "ping"})));
     for (index, block) in turn.blocks.iter().enumerate() {
@@ -219,6 +297,24 @@ pub fn sse_events(turn: &Turn) -> Vec<(String, Value)> {
                     events.push(("content_block_delta".into(), json!({"type": "content_block_delta", "index": index, "delta": {"type": "input_json_delta", "partial_json": piece}})));
                 }
             }
+            Some("thinking") => {
+                let text = block["thinking"].as_str().unwrap_or("");
+                let mid = text
+                    .char_indices()
+                    .nth(text.chars().count() / 2)
+                    .map_or(0, |(i, _)| i);
+                events.push(("content_block_start".into(), json!({"type": "content_block_start", "index": index, "content_block": {"type": "thinking", "thinking": ""}})));
+                for piece in [&text[..mid], &text[mid..]] {
+                    events.push(("content_block_delta".into(), json!({"type": "content_block_delta", "index": index, "delta": {"type": "thinking_delta", "thinking": piece}})));
+                }
+                events.push(("content_block_delta".into(), json!({"type": "content_block_delta", "index": index, "delta": {"type": "signature_delta", "signature": block["signature"]}})));
+            }
+            Some("redacted_thinking") => {
+                events.push((
+                    "content_block_start".into(),
+                    json!({"type": "content_block_start", "index": index, "content_block": block}),
+                ));
+            }
             _ => continue,
         }
         events.push((
@@ -226,7 +322,7 @@ pub fn sse_events(turn: &Turn) -> Vec<(String, Value)> {
             json!({"type": "content_block_stop", "index": index}),
         ));
     }
-    events.push(("message_delta".into(), json!({"type": "message_delta", "delta": {"stop_reason": turn.stop_reason, "stop_sequence": null}, "usage": {"output_tokens": 5}})));
+    events.push(("message_delta".into(), json!({"type": "message_delta", "delta": {"stop_reason": turn.stop_reason, "stop_sequence": null}, "usage": {"output_tokens": output}})));
     events.push(("message_stop".into(), json!({"type": "message_stop"})));
     events
 }

@@ -46,11 +46,11 @@ fn spinner_frames(raw: &str) -> usize {
 }
 
 /// The lines the slow script leaves on screen: the text of both turns, the tool call's two
-/// lines, the token count; no status line, nothing twice.
+/// lines, the token count, the session's id; no status line, nothing twice.
 fn assert_slow_script_screen(out: &PtyOutput) {
     let screen = out.screen();
     let shown = screen.join("\n");
-    assert_eq!(screen.len(), 5, "{shown}");
+    assert_eq!(screen.len(), 6, "{shown}");
     assert_eq!(screen[0], "Let me look.", "{shown}");
     assert_eq!(screen[1], "● bash echo hi", "{shown}");
     assert!(
@@ -59,6 +59,7 @@ fn assert_slow_script_screen(out: &PtyOutput) {
     );
     assert_eq!(screen[3], ANSWER, "{shown}");
     assert_eq!(screen[4], "tokens: 20 in, 10 out", "{shown}");
+    assert!(screen[5].starts_with("session "), "{shown}");
     assert_eq!(out.raw().matches(ANSWER).count(), 1, "{:?}", out.raw());
 }
 
@@ -165,9 +166,10 @@ fn the_status_line_follows_background_tasks() {
         ]),
         at(&["It finished."]),
         at(&["tokens: 30 in, 15 out"]),
+        at(&["session "]),
     ];
     assert!(lines.windows(2).all(|w| w[0] < w[1]), "{lines:?}\n{shown}");
-    assert_eq!(screen.len(), 8, "{shown}");
+    assert_eq!(screen.len(), 9, "{shown}");
 }
 
 /// `corral chat` on a terminal streams each answer once, with the spinner before it.
@@ -255,13 +257,14 @@ fn plain_output_has_no_escapes_and_ends_with_the_token_count() {
     server.assert_clean();
     assert_eq!(out.stdout, format!("{ANSWER}\n"));
     let lines: Vec<&str> = out.stderr.lines().collect();
-    assert_eq!(lines.len(), 2, "{}", out.stderr);
+    assert_eq!(lines.len(), 3, "{}", out.stderr);
     assert!(
         lines[0].starts_with("● bash echo hi -> ok (") && lines[0].ends_with(')'),
         "{}",
         out.stderr
     );
     assert_eq!(lines[1], "tokens: 20 in, 10 out");
+    assert!(lines[2].starts_with("session "), "{}", out.stderr);
     assert!(!out.stderr.contains('\x1b'), "{:?}", out.stderr);
 }
 

@@ -23,6 +23,10 @@ pub enum Event {
     ModelRequest { turn: u32 },
     /// A piece of the assistant's text, as it streams in.
     TextDelta { text: String },
+    /// A piece of the model's thinking, as it streams in; the first of a thinking block may be
+    /// empty (the API may send a signature and no text). Kept in the history, never shown as
+    /// the answer.
+    ThinkingDelta { text: String },
     /// A model call failed and will be retried after `wait_ms`.
     Retrying {
         attempt: u32,

@@ -233,15 +233,23 @@ impl Agent {
         (self.events)(&Event::ModelRequest { turn });
         let request = Request {
             model: &self.config.model,
-            max_tokens: self.config.max_tokens,
+            max_tokens: llm::models::max_tokens(&self.config.model, self.config.max_tokens),
+            thinking: self.config.thinking,
+            effort: self.config.effort,
+            cache: self.config.cache,
             system: &self.system,
             tools: &self.specs,
             messages: self.history.messages(),
         };
         let events = self.events.clone();
-        let on_text = move |text: &str| {
-            events(&Event::TextDelta {
-                text: text.to_string(),
+        let on_delta = move |delta: llm::Delta<'_>| {
+            events(&match delta {
+                llm::Delta::Text(text) => Event::TextDelta {
+                    text: text.to_string(),
+                },
+                llm::Delta::Thinking(text) => Event::ThinkingDelta {
+                    text: text.to_string(),
+                },
             })
         };
         let events = self.events.clone();
@@ -256,7 +264,7 @@ impl Agent {
             self.provider.as_ref(),
             &self.config.retry,
             &request,
-            &on_text,
+            &on_delta,
             &on_retry,
         )
         .await?)

@@ -51,15 +51,27 @@ pub struct AgentArgs {
     /// [default: anthropic, or corral.toml's `agent.provider`]
     #[arg(long, env = "CORRAL_PROVIDER", value_enum)]
     pub provider: Option<ProviderKind>,
-    /// The model to use [default: claude-sonnet-4-5, or corral.toml's `agent.model`].
+    /// The model to use [default: claude-opus-5, or corral.toml's `agent.model`].
     #[arg(long, env = "CORRAL_MODEL")]
     pub model: Option<String>,
     /// Model calls allowed for one prompt [default: 50].
     #[arg(long, value_parser = clap::value_parser!(u32).range(1..))]
     pub max_turns: Option<u32>,
-    /// `max_tokens` of each model call [default: 8192].
+    /// `max_tokens` of each model call, at most the model's output limit [default: 32000 for a
+    /// model corral knows, 8192 for another].
     #[arg(long)]
     pub max_tokens: Option<u32>,
+    /// Whether the model may think before it answers; sent only to models that take it
+    /// [default: adaptive, or corral.toml's `agent.thinking`].
+    #[arg(long, value_parser = ["adaptive", "off"])]
+    pub thinking: Option<String>,
+    /// How much the model spends on an answer, thinking included; sent only to models that
+    /// take it [default: the model's own (high), or corral.toml's `agent.effort`].
+    #[arg(long, value_parser = ["low", "medium", "high", "max"])]
+    pub effort: Option<String>,
+    /// Do not mark the prompt for caching (corral.toml's `agent.cache = false`).
+    #[arg(long)]
+    pub no_cache: bool,
     /// Retries of a model call that failed with 429, 529, 5xx or a lost connection.
     #[arg(long, env = "CORRAL_MAX_RETRIES", default_value_t = 4)]
     pub max_retries: u32,
@@ -225,7 +237,17 @@ impl AgentArgs {
             config.max_turns = n;
         }
         if let Some(n) = self.max_tokens {
-            config.max_tokens = n;
+            config.max_tokens = Some(n);
+        }
+        // clap allowed only the values these parse.
+        if let Some(thinking) = self.thinking.as_deref().and_then(|t| t.parse().ok()) {
+            config.thinking = thinking;
+        }
+        if let Some(effort) = self.effort.as_deref().and_then(|e| e.parse().ok()) {
+            config.effort = Some(effort);
+        }
+        if self.no_cache {
+            config.cache = false;
         }
         config.retry.max_retries = self.max_retries;
         if let Some(system) = self.system.as_deref().filter(|s| !s.trim().is_empty()) {

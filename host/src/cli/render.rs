@@ -316,16 +316,37 @@ pub fn line(event: &Event) -> Option<Line> {
             ),
         )],
         Event::Warning { message } => vec![piece(Warn, &format!("corral: warning: {message}"))],
-        Event::Finished { usage, .. } => vec![piece(
-            Dim,
-            &format!(
-                "tokens: {} in, {} out",
-                usage.input_tokens, usage.output_tokens
-            ),
-        )],
+        Event::Finished { usage, .. } => vec![piece(Dim, &tokens(usage))],
         _ => return None,
     };
     Some(Line(pieces))
+}
+
+/// The closing count of a prompt: `tokens: 1234 in (1100 cached), 567 out`. The parentheses
+/// say what of the input was read from the prompt cache and written to it, and what of the
+/// output was thinking, each only when the server reported some.
+fn tokens(usage: &corral::llm::Usage) -> String {
+    let mut parts = Vec::new();
+    if usage.cache_read_input_tokens > 0 {
+        parts.push(format!("{} cached", usage.cache_read_input_tokens));
+    }
+    if usage.cache_creation_input_tokens > 0 {
+        parts.push(format!("{} written", usage.cache_creation_input_tokens));
+    }
+    let cached = if parts.is_empty() {
+        String::new()
+    } else {
+        format!(" ({})", parts.join(", "))
+    };
+    let reasoning = if usage.reasoning_tokens > 0 {
+        format!(" ({} reasoning)", usage.reasoning_tokens)
+    } else {
+        String::new()
+    };
+    format!(
+        "tokens: {} in{cached}, {} out{reasoning}",
+        usage.input_tokens, usage.output_tokens
+    )
 }
 
 /// The one line a plain display writes for a tool call, when it ends: the tool, its short
@@ -438,10 +459,38 @@ mod tests {
                 usage: corral::llm::Usage {
                     input_tokens: 1234,
                     output_tokens: 567,
+                    ..Default::default()
                 },
             }),
             Some("tokens: 1234 in, 567 out".into())
         );
+        assert_eq!(
+            text(Event::Finished {
+                text: String::new(),
+                usage: corral::llm::Usage {
+                    input_tokens: 1234,
+                    output_tokens: 567,
+                    cache_read_input_tokens: 1100,
+                    ..Default::default()
+                },
+            }),
+            Some("tokens: 1234 in (1100 cached), 567 out".into())
+        );
+        assert_eq!(
+            text(Event::Finished {
+                text: String::new(),
+                usage: corral::llm::Usage {
+                    input_tokens: 1234,
+                    output_tokens: 567,
+                    cache_read_input_tokens: 1000,
+                    cache_creation_input_tokens: 200,
+                    reasoning_tokens: 300,
+                },
+            }),
+            Some("tokens: 1234 in (1000 cached, 200 written), 567 out (300 reasoning)".into())
+        );
+        // Thinking is never a line of its own: plain mode prints nothing of it.
+        assert_eq!(text(Event::ThinkingDelta { text: "hm".into() }), None);
         assert_eq!(text(Event::TextDelta { text: "hi".into() }), None);
         let finished = Event::ToolCallFinished {
             id: "1".into(),

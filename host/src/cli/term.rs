@@ -9,6 +9,9 @@
 //!   to its first text or the end of its answer), the tool calls running, and the background
 //!   tasks still running with their runtimes:
 //!   `⠹ bash (3 s)  ⧗ 2 background tasks running: npm install (41 s), cargo test (12 s)`.
+//!   While the model thinks, its thinking is folded into the spinner, dimmed: `⠹ thinking
+//!   (4 s)`; the thinking text itself is never written (it is in the session file, and in
+//!   `--json`'s `thinking_delta` events).
 //!
 //! Every write happens under one lock. The status line is erased (`\r`, then erase-line
 //! `ESC[2K`) before anything else is written and drawn again after, and it is cut to the
@@ -48,6 +51,8 @@ struct State {
     prompt: Option<String>,
     /// The model was asked and has not answered yet.
     waiting_since: Option<Instant>,
+    /// The model is thinking (a thinking block streams), since then.
+    thinking_since: Option<Instant>,
     tools: Vec<Running>,
     background: Vec<Running>,
     /// The status line is on screen.
@@ -75,6 +80,7 @@ impl Terminal {
             active: false,
             prompt: None,
             waiting_since: None,
+            thinking_since: None,
             tools: Vec::new(),
             background: Vec::new(),
             drawn: false,
@@ -105,9 +111,15 @@ impl Terminal {
                 state.active = true;
                 state.prompt = None;
                 state.waiting_since = Some(now);
+                state.thinking_since = None;
+            }
+            Event::ThinkingDelta { .. } => {
+                state.waiting_since = None;
+                state.thinking_since.get_or_insert(now);
             }
             Event::TextDelta { text } => {
                 state.waiting_since = None;
+                state.thinking_since = None;
                 if state.stream_text && !text.is_empty() {
                     state.erase();
                     let mut out = std::io::stdout().lock();
@@ -118,6 +130,7 @@ impl Terminal {
             }
             Event::TurnFinished { .. } => {
                 state.waiting_since = None;
+                state.thinking_since = None;
                 state.end_text_line();
             }
             Event::Retrying { .. } => state.end_text_line(),
@@ -167,6 +180,7 @@ impl Terminal {
         state.end_text_line();
         state.active = false;
         state.waiting_since = None;
+        state.thinking_since = None;
         state.tools.clear();
     }
 }
@@ -270,7 +284,12 @@ impl State {
     fn status(&self, now: Instant) -> Option<String> {
         let frame = SPINNER[self.frame % SPINNER.len()];
         let mut parts = Vec::new();
-        if let Some(since) = self.waiting_since {
+        if let Some(since) = self.thinking_since {
+            parts.push(format!(
+                "{frame} thinking ({})",
+                seconds(now.saturating_duration_since(since))
+            ));
+        } else if let Some(since) = self.waiting_since {
             parts.push(format!(
                 "{frame} waiting for the model ({})",
                 seconds(now.saturating_duration_since(since))
@@ -395,6 +414,13 @@ mod tests {
                 "⠋ waiting for the model (41 s)  \
                  ⧗ 2 background tasks running: npm install (41 s), cargo test (12 s)"
             )
+        );
+        state.background.clear();
+        state.waiting_since = None;
+        state.thinking_since = Some(start);
+        assert_eq!(
+            state.status(start + Duration::from_secs(4)).as_deref(),
+            Some("⠋ thinking (4 s)")
         );
     }
 }

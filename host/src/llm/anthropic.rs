@@ -4,9 +4,11 @@ use std::time::Duration;
 
 use serde_json::{Value, json};
 
-use super::http::{Endpoint, emit_whole_text};
+use super::http::{Endpoint, emit_whole};
+use super::models::{self, ThinkingSupport};
 use super::{
-    BoxFuture, ContentBlock, LlmError, Provider, Request, Response, StopReason, TextSink, Usage,
+    BoxFuture, ContentBlock, Delta, DeltaSink, LlmError, Provider, Request, Response, StopReason,
+    Thinking, Usage,
 };
 
 const PROVIDER: &str = "anthropic";
@@ -61,7 +63,7 @@ impl Anthropic {
     async fn send_once(
         &self,
         request: &Request<'_>,
-        on_text: TextSink<'_>,
+        on_delta: DeltaSink<'_>,
     ) -> Result<Response, LlmError> {
         if self.config.api_key.is_empty() {
             return Err(LlmError::Config(
@@ -77,11 +79,11 @@ impl Anthropic {
         ];
         let response = self.endpoint.post(&headers, &body).await?;
         if self.config.stream {
-            read_stream(&self.endpoint, response, on_text).await
+            read_stream(&self.endpoint, response, on_delta).await
         } else {
             let value = self.endpoint.read_json(response).await?;
             let parsed = parse_message(&value)?;
-            emit_whole_text(&parsed.content, on_text);
+            emit_whole(&parsed.content, on_delta);
             Ok(parsed)
         }
     }
@@ -95,30 +97,40 @@ impl Provider for Anthropic {
     fn send<'a>(
         &'a self,
         request: &'a Request<'a>,
-        on_text: TextSink<'a>,
+        on_delta: DeltaSink<'a>,
     ) -> BoxFuture<'a, Result<Response, LlmError>> {
-        Box::pin(self.send_once(request, on_text))
+        Box::pin(self.send_once(request, on_delta))
     }
 }
 
 /// The JSON body of a Messages request.
+///
+/// The history goes as it is kept, thinking blocks and their signatures byte for byte, with two
+/// exceptions: a tool_use input that is not an object (a malformed call, kept as the raw string
+/// the model sent) goes as `{}`, which the API requires; and a thinking block without a
+/// signature (from an OpenAI-compatible server) is left out, since the API would refuse it.
+/// Thinking and effort are sent as the model takes them ([`thinking_param`]); with
+/// `request.cache`, the prompt cache's breakpoints are placed ([`super::cache`]).
 fn request_body(request: &Request<'_>, stream: bool) -> Value {
-    let mut messages = serde_json::to_value(request.messages).unwrap_or(Value::Null);
-    // The API requires tool_use inputs to be objects; a malformed call from the model is kept in
-    // the history as the raw string it sent, and goes back as an empty object.
-    if let Value::Array(list) = &mut messages {
-        for message in list {
-            if let Some(Value::Array(blocks)) = message.get_mut("content") {
-                for block in blocks {
-                    if block.get("type") == Some(&json!("tool_use"))
-                        && !block.get("input").is_some_and(Value::is_object)
-                    {
-                        block["input"] = json!({});
+    let messages: Vec<Value> = request
+        .messages
+        .iter()
+        .map(|message| {
+            let blocks: Vec<Value> = message
+                .content
+                .iter()
+                .filter(|b| !matches!(b, ContentBlock::Thinking { signature, .. } if signature.is_empty()))
+                .map(|block| {
+                    let mut value = serde_json::to_value(block).unwrap_or(Value::Null);
+                    if matches!(block, ContentBlock::ToolUse { input, .. } if !input.is_object()) {
+                        value["input"] = json!({});
                     }
-                }
-            }
-        }
-    }
+                    value
+                })
+                .collect();
+            json!({"role": message.role, "content": blocks})
+        })
+        .collect();
     let mut body = json!({
         "model": request.model,
         "max_tokens": request.max_tokens,
@@ -130,10 +142,49 @@ fn request_body(request: &Request<'_>, stream: bool) -> Value {
     if !request.tools.is_empty() {
         body["tools"] = serde_json::to_value(request.tools).unwrap_or(Value::Null);
     }
+    let model = models::lookup(request.model);
+    if let Some(thinking) = thinking_param(model, request.thinking, request.max_tokens) {
+        body["thinking"] = thinking;
+    }
+    if let Some(effort) = request.effort
+        && model.is_some_and(|m| m.thinking.takes_effort())
+    {
+        body["output_config"] = json!({"effort": effort});
+    }
+    if request.cache {
+        super::cache::place_breakpoints(&mut body);
+    }
     if stream {
         body["stream"] = json!(true);
     }
     body
+}
+
+/// The `thinking` field for `model` (`None`: one corral does not know), or `None` to send none.
+///
+/// - adaptive models take `{type: "adaptive"}`, and `{type: "disabled"}` for `off`, except those
+///   that always think, which refuse `disabled`: they get nothing for `off`;
+/// - budget models take `{type: "enabled", budget_tokens}`, the budget half of `max_tokens`
+///   and at least the API's 1024, below `max_tokens` as the API requires (none when
+///   `max_tokens` leaves no room);
+/// - an unknown model gets nothing, whatever the setting: it may refuse any of these.
+fn thinking_param(
+    model: Option<&models::Model>,
+    thinking: Thinking,
+    max_tokens: u32,
+) -> Option<Value> {
+    let support = model?.thinking;
+    match (support, thinking) {
+        (ThinkingSupport::AlwaysAdaptive | ThinkingSupport::Adaptive, Thinking::Adaptive) => {
+            Some(json!({"type": "adaptive"}))
+        }
+        (ThinkingSupport::Adaptive, Thinking::Off) => Some(json!({"type": "disabled"})),
+        (ThinkingSupport::AlwaysAdaptive | ThinkingSupport::Budget, Thinking::Off) => None,
+        (ThinkingSupport::Budget, Thinking::Adaptive) => {
+            let budget = (max_tokens / 2).max(1024);
+            (budget < max_tokens).then(|| json!({"type": "enabled", "budget_tokens": budget}))
+        }
+    }
 }
 
 fn protocol(message: impl Into<String>) -> LlmError {
@@ -143,9 +194,24 @@ fn protocol(message: impl Into<String>) -> LlmError {
     }
 }
 
-/// Converts one content block of the API into ours; `None` for block kinds corral does not use.
+/// Converts one content block of the API into ours; `None` for block kinds corral does not use
+/// (citations, server tools). Thinking is kept as it came, its signature included.
 fn parse_block(value: &Value) -> Result<Option<ContentBlock>, LlmError> {
+    let text_or_empty = |name: &str| {
+        value
+            .get(name)
+            .and_then(Value::as_str)
+            .unwrap_or("")
+            .to_string()
+    };
     match value.get("type").and_then(Value::as_str) {
+        Some("thinking") => Ok(Some(ContentBlock::Thinking {
+            thinking: text_or_empty("thinking"),
+            signature: text_or_empty("signature"),
+        })),
+        Some("redacted_thinking") => Ok(Some(ContentBlock::RedactedThinking {
+            data: str_field(value, "data")?.to_string(),
+        })),
         Some("text") => Ok(Some(ContentBlock::Text {
             text: str_field(value, "text")?.to_string(),
         })),
@@ -165,14 +231,35 @@ fn str_field<'v>(value: &'v Value, name: &str) -> Result<&'v str, LlmError> {
         .ok_or_else(|| protocol(format!("a content block has no string `{name}`: {value}")))
 }
 
+/// Reads the counts `value` has into `usage` (a stream sends them in two events); the input
+/// tokens are the uncached ones until [`total_input`] adds the cache's.
 fn parse_usage(value: Option<&Value>, usage: &mut Usage) {
     let Some(value) = value else { return };
-    if let Some(n) = value.get("input_tokens").and_then(Value::as_u64) {
-        usage.input_tokens = n;
-    }
-    if let Some(n) = value.get("output_tokens").and_then(Value::as_u64) {
-        usage.output_tokens = n;
-    }
+    let read = |name: &str, field: &mut u64| {
+        if let Some(n) = value.get(name).and_then(Value::as_u64) {
+            *field = n;
+        }
+    };
+    read("input_tokens", &mut usage.input_tokens);
+    read("output_tokens", &mut usage.output_tokens);
+    read(
+        "cache_creation_input_tokens",
+        &mut usage.cache_creation_input_tokens,
+    );
+    read(
+        "cache_read_input_tokens",
+        &mut usage.cache_read_input_tokens,
+    );
+}
+
+/// The API's `input_tokens` counts only what came after the last cache breakpoint; corral's
+/// [`Usage::input_tokens`] is every input token, the cache's written and read ones included.
+fn total_input(mut usage: Usage) -> Usage {
+    usage.input_tokens = usage
+        .input_tokens
+        .saturating_add(usage.cache_creation_input_tokens)
+        .saturating_add(usage.cache_read_input_tokens);
+    usage
 }
 
 fn parse_stop_reason(value: Option<&Value>) -> Option<StopReason> {
@@ -198,13 +285,18 @@ fn parse_message(value: &Value) -> Result<Response, LlmError> {
     Ok(Response {
         content,
         stop_reason,
-        usage,
+        usage: total_input(usage),
     })
 }
 
 /// A content block being assembled from stream events.
 enum Partial {
     Text(String),
+    Thinking {
+        thinking: String,
+        signature: String,
+    },
+    Redacted(String),
     ToolUse {
         id: String,
         name: String,
@@ -217,12 +309,12 @@ enum Partial {
 async fn read_stream(
     endpoint: &Endpoint,
     response: reqwest::Response,
-    on_text: TextSink<'_>,
+    on_delta: DeltaSink<'_>,
 ) -> Result<Response, LlmError> {
     let mut assembler = StreamAssembler::default();
     let done = endpoint
         .read_events(response, |event| {
-            assembler.apply(&event.event, &event.data, on_text)
+            assembler.apply(&event.event, &event.data, on_delta)
         })
         .await?;
     done.ok_or_else(|| assembler.incomplete())
@@ -234,11 +326,11 @@ async fn read_stream(
 #[cfg(feature = "fuzzing")]
 pub(crate) fn fold_events(
     events: &[super::sse::SseEvent],
-    on_text: TextSink<'_>,
+    on_delta: DeltaSink<'_>,
 ) -> Result<Response, LlmError> {
     let mut assembler = StreamAssembler::default();
     for event in events {
-        if let Some(done) = assembler.apply(&event.event, &event.data, on_text)? {
+        if let Some(done) = assembler.apply(&event.event, &event.data, on_delta)? {
             return Ok(done);
         }
     }
@@ -279,7 +371,7 @@ impl StreamAssembler {
         &mut self,
         event: &str,
         data: &str,
-        on_text: TextSink<'_>,
+        on_delta: DeltaSink<'_>,
     ) -> Result<Option<Response>, LlmError> {
         let value: Value = if data.is_empty() {
             Value::Null
@@ -306,9 +398,28 @@ impl StreamAssembler {
                     Some("text") => {
                         let text = block.get("text").and_then(Value::as_str).unwrap_or("");
                         if !text.is_empty() {
-                            on_text(text);
+                            on_delta(Delta::Text(text));
                         }
                         Partial::Text(text.to_string())
+                    }
+                    Some("thinking") => {
+                        let field = |name: &str| {
+                            block
+                                .get(name)
+                                .and_then(Value::as_str)
+                                .unwrap_or("")
+                                .to_string()
+                        };
+                        let thinking = field("thinking");
+                        on_delta(Delta::Thinking(&thinking));
+                        Partial::Thinking {
+                            thinking,
+                            signature: field("signature"),
+                        }
+                    }
+                    Some("redacted_thinking") => {
+                        on_delta(Delta::Thinking(""));
+                        Partial::Redacted(str_field(block, "data")?.to_string())
                     }
                     Some("tool_use") => Partial::ToolUse {
                         id: str_field(block, "id")?.to_string(),
@@ -331,8 +442,17 @@ impl StreamAssembler {
                 match (delta.get("type").and_then(Value::as_str), partial) {
                     (Some("text_delta"), Partial::Text(text)) => {
                         let piece = delta.get("text").and_then(Value::as_str).unwrap_or("");
-                        on_text(piece);
+                        on_delta(Delta::Text(piece));
                         text.push_str(piece);
+                    }
+                    (Some("thinking_delta"), Partial::Thinking { thinking, .. }) => {
+                        let piece = delta.get("thinking").and_then(Value::as_str).unwrap_or("");
+                        on_delta(Delta::Thinking(piece));
+                        thinking.push_str(piece);
+                    }
+                    (Some("signature_delta"), Partial::Thinking { signature, .. }) => {
+                        signature
+                            .push_str(delta.get("signature").and_then(Value::as_str).unwrap_or(""));
                     }
                     (Some("input_json_delta"), Partial::ToolUse { json, .. }) => {
                         json.push_str(
@@ -342,7 +462,7 @@ impl StreamAssembler {
                                 .unwrap_or(""),
                         );
                     }
-                    _ => {} // thinking, signatures, citations: not used by corral
+                    _ => {} // citations, and deltas added to the API later
                 }
             }
             "content_block_stop" => {
@@ -357,6 +477,19 @@ impl StreamAssembler {
                     Partial::Text(text) => {
                         self.finished.push((index, ContentBlock::Text { text }));
                     }
+                    Partial::Thinking {
+                        thinking,
+                        signature,
+                    } => self.finished.push((
+                        index,
+                        ContentBlock::Thinking {
+                            thinking,
+                            signature,
+                        },
+                    )),
+                    Partial::Redacted(data) => self
+                        .finished
+                        .push((index, ContentBlock::RedactedThinking { data })),
                     Partial::ToolUse { id, name, json } => {
                         let input = if json.trim().is_empty() {
                             json!({})
@@ -395,7 +528,7 @@ impl StreamAssembler {
                         .map(|(_, b)| b)
                         .collect(),
                     stop_reason,
-                    usage: self.usage,
+                    usage: total_input(self.usage),
                 }));
             }
             "error" => {
@@ -443,7 +576,10 @@ mod tests {
     fn feed(events: &[(&str, Value)]) -> Result<Option<Response>, LlmError> {
         let mut assembler = StreamAssembler::default();
         let texts = std::sync::Mutex::new(String::new());
-        let sink = |t: &str| texts.lock().map(|mut s| s.push_str(t)).unwrap_or(());
+        let sink = |d: Delta<'_>| match d {
+            Delta::Text(t) => texts.lock().map(|mut s| s.push_str(t)).unwrap_or(()),
+            Delta::Thinking(_) => {}
+        };
         let mut out = None;
         for (name, data) in events {
             out = assembler.apply(name, &data.to_string(), &sink)?;
@@ -474,7 +610,8 @@ mod tests {
             response.usage,
             Usage {
                 input_tokens: 12,
-                output_tokens: 30
+                output_tokens: 30,
+                ..Usage::default()
             }
         );
         assert_eq!(
@@ -488,6 +625,195 @@ mod tests {
                 },
             ]
         );
+    }
+
+    /// A streamed thinking block (its text in pieces, then its signature) and a redacted one
+    /// come out exactly as sent, before the text; the display hears that thinking started and
+    /// its text, never as answer text.
+    #[test]
+    fn assembles_thinking_with_its_signature() {
+        let start = |i: u64, block: Value| {
+            (
+                "content_block_start",
+                json!({"type":"content_block_start","index":i,"content_block":block}),
+            )
+        };
+        let delta = |i: u64, delta: Value| {
+            (
+                "content_block_delta",
+                json!({"type":"content_block_delta","index":i,"delta":delta}),
+            )
+        };
+        let stop = |i: u64| {
+            (
+                "content_block_stop",
+                json!({"type":"content_block_stop","index":i}),
+            )
+        };
+        let events = [
+            (
+                "message_start",
+                json!({"type":"message_start","message":{"usage":{"input_tokens":3,"cache_read_input_tokens":1000,"cache_creation_input_tokens":20}}}),
+            ),
+            start(0, json!({"type":"thinking","thinking":""})),
+            delta(0, json!({"type":"thinking_delta","thinking":"Let me "})),
+            delta(0, json!({"type":"thinking_delta","thinking":"see."})),
+            delta(
+                0,
+                json!({"type":"signature_delta","signature":"EqQBCgIYAh+/="}),
+            ),
+            stop(0),
+            start(1, json!({"type":"redacted_thinking","data":"ENCRYPTED=="})),
+            stop(1),
+            start(2, json!({"type":"text","text":""})),
+            delta(2, json!({"type":"text_delta","text":"Done."})),
+            stop(2),
+            (
+                "message_delta",
+                json!({"type":"message_delta","delta":{"stop_reason":"end_turn"},"usage":{"output_tokens":9}}),
+            ),
+            ("message_stop", json!({"type":"message_stop"})),
+        ];
+        let mut assembler = StreamAssembler::default();
+        let heard = std::sync::Mutex::new(Vec::new());
+        let sink = |d: Delta<'_>| {
+            let piece = match d {
+                Delta::Text(t) => format!("text:{t}"),
+                Delta::Thinking(t) => format!("thinking:{t}"),
+            };
+            heard.lock().map(|mut h| h.push(piece)).unwrap_or(())
+        };
+        let mut done = None;
+        for (name, data) in &events {
+            done = assembler
+                .apply(name, &data.to_string(), &sink)
+                .expect("valid");
+        }
+        let response = done.expect("complete");
+        assert_eq!(
+            response.content,
+            vec![
+                ContentBlock::Thinking {
+                    thinking: "Let me see.".into(),
+                    signature: "EqQBCgIYAh+/=".into()
+                },
+                ContentBlock::RedactedThinking {
+                    data: "ENCRYPTED==".into()
+                },
+                ContentBlock::text("Done."),
+            ]
+        );
+        assert_eq!(
+            heard.into_inner().expect("lock"),
+            [
+                "thinking:",
+                "thinking:Let me ",
+                "thinking:see.",
+                "thinking:",
+                "text:Done."
+            ]
+        );
+        // Every input token counts, the cache's too.
+        assert_eq!(
+            response.usage,
+            Usage {
+                input_tokens: 1023,
+                output_tokens: 9,
+                cache_read_input_tokens: 1000,
+                cache_creation_input_tokens: 20,
+                reasoning_tokens: 0,
+            }
+        );
+    }
+
+    /// A whole answer's thinking blocks are kept too, and go back out unchanged.
+    #[test]
+    fn whole_thinking_goes_back_unchanged() {
+        let thinking = json!({"type":"thinking","thinking":"hmm","signature":"sig/+="});
+        let redacted = json!({"type":"redacted_thinking","data":"abc"});
+        let answer = json!({"content":[thinking, redacted, {"type":"tool_use","id":"t","name":"bash","input":{}}],
+            "stop_reason":"tool_use","usage":{"input_tokens":1,"output_tokens":2}});
+        let response = parse_message(&answer).expect("valid");
+        let history = [
+            crate::llm::Message::user_text("go"),
+            crate::llm::Message {
+                role: crate::llm::Role::Assistant,
+                content: response.content,
+            },
+        ];
+        let request = Request {
+            model: "m",
+            max_tokens: 10,
+            thinking: Thinking::Adaptive,
+            effort: None,
+            cache: false,
+            system: "",
+            tools: &[],
+            messages: &history,
+        };
+        let body = request_body(&request, false);
+        assert_eq!(body["messages"][1]["content"][0], thinking);
+        assert_eq!(body["messages"][1]["content"][1], redacted);
+    }
+
+    /// What each kind of model is sent for thinking and effort; an unknown one nothing; a
+    /// thinking block with no signature (from another provider) is left out.
+    #[test]
+    fn thinking_and_effort_as_each_model_takes_them() {
+        let history = [
+            crate::llm::Message::user_text("go"),
+            crate::llm::Message {
+                role: crate::llm::Role::Assistant,
+                content: vec![
+                    ContentBlock::Thinking {
+                        thinking: "local reasoning".into(),
+                        signature: String::new(),
+                    },
+                    ContentBlock::text("hi"),
+                ],
+            },
+            crate::llm::Message::user_text("more"),
+        ];
+        let body = |model: &str, thinking: Thinking, max_tokens: u32| {
+            request_body(
+                &Request {
+                    model,
+                    max_tokens,
+                    thinking,
+                    effort: Some(crate::llm::Effort::Low),
+                    cache: false,
+                    system: "s",
+                    tools: &[],
+                    messages: &history,
+                },
+                false,
+            )
+        };
+        let opus = body("claude-opus-5", Thinking::Adaptive, 32_000);
+        assert_eq!(opus["thinking"], json!({"type": "adaptive"}));
+        assert_eq!(opus["output_config"], json!({"effort": "low"}));
+        assert_eq!(
+            opus["messages"][1]["content"],
+            json!([{"type": "text", "text": "hi"}])
+        );
+        assert_eq!(
+            opus["system"], "s",
+            "no cache: the system prompt stays a string"
+        );
+        let off = body("claude-opus-5", Thinking::Off, 32_000);
+        assert_eq!(off["thinking"], json!({"type": "disabled"}));
+        let always = body("claude-fable-5", Thinking::Off, 32_000);
+        assert!(always.get("thinking").is_none(), "{always}");
+        let haiku = body("claude-haiku-4-5-20251001", Thinking::Adaptive, 8192);
+        assert_eq!(
+            haiku["thinking"],
+            json!({"type": "enabled", "budget_tokens": 4096})
+        );
+        assert!(haiku.get("output_config").is_none(), "{haiku}");
+        let tight = body("claude-haiku-4-5", Thinking::Adaptive, 1024);
+        assert!(tight.get("thinking").is_none(), "{tight}");
+        let unknown = body("my-model", Thinking::Adaptive, 8192);
+        assert!(unknown.get("thinking").is_none() && unknown.get("output_config").is_none());
     }
 
     /// An error event mid-stream is an API error with the provider's kind, retryable when it is

@@ -10,7 +10,7 @@ use futures_util::StreamExt;
 use serde_json::Value;
 
 use super::sse::{SseEvent, SseParser};
-use super::{ContentBlock, LlmError, Response, TextSink, parse_retry_after};
+use super::{ContentBlock, Delta, DeltaSink, LlmError, Response, parse_retry_after};
 
 /// One provider's endpoint: where requests go and the client that sends them.
 #[derive(Debug, Clone)]
@@ -114,17 +114,28 @@ impl Endpoint {
     }
 }
 
-/// Gives a non-streamed answer's text to `on_text`, once and whole, as the streaming path would
-/// have in pieces.
-pub(super) fn emit_whole_text(content: &[ContentBlock], on_text: TextSink<'_>) {
+/// Gives a non-streamed answer's thinking, then its text, to `on_delta`, once each and whole,
+/// as the streaming path would have in pieces.
+pub(super) fn emit_whole(content: &[ContentBlock], on_delta: DeltaSink<'_>) {
+    let mut thinking = None::<String>;
     let mut whole = String::new();
     for block in content {
-        if let ContentBlock::Text { text } = block {
-            whole.push_str(text);
+        match block {
+            ContentBlock::Text { text } => whole.push_str(text),
+            ContentBlock::Thinking { thinking: t, .. } => {
+                thinking.get_or_insert_with(String::new).push_str(t)
+            }
+            ContentBlock::RedactedThinking { .. } => {
+                thinking.get_or_insert_with(String::new);
+            }
+            ContentBlock::ToolUse { .. } | ContentBlock::ToolResult { .. } => {}
         }
     }
+    if let Some(thinking) = thinking {
+        on_delta(Delta::Thinking(&thinking));
+    }
     if !whole.is_empty() {
-        on_text(&whole);
+        on_delta(Delta::Text(&whole));
     }
 }
 

@@ -7,8 +7,10 @@
 //! never half a message.
 
 mod anthropic;
+pub mod cache;
 mod error;
 mod http;
+pub mod models;
 mod openai;
 mod retry;
 pub mod sse;
@@ -23,7 +25,8 @@ pub use error::LlmError;
 pub use openai::{OpenAi, OpenAiConfig};
 pub use retry::{RetryPolicy, parse_retry_after};
 pub use types::{
-    ContentBlock, Message, Request, Response, Role, StopReason, ToolSpec, ToolUse, Usage,
+    ContentBlock, Delta, Effort, Message, Request, Response, Role, StopReason, Thinking, ToolSpec,
+    ToolUse, Usage,
 };
 
 // The providers' stream assemblers and answer parsers, for the fuzz targets (`crate::fuzzing`).
@@ -35,14 +38,14 @@ pub(crate) use openai::{fold_events as openai_events, parse_whole as openai_whol
 /// A boxed, sendable future, as the object-safe traits of this crate return.
 pub type BoxFuture<'a, T> = Pin<Box<dyn Future<Output = T> + Send + 'a>>;
 
-/// Receives the text of an answer while it streams in.
-pub type TextSink<'a> = &'a (dyn Fn(&str) + Send + Sync);
+/// Receives the text and the thinking of an answer while it streams in.
+pub type DeltaSink<'a> = &'a (dyn Fn(Delta<'_>) + Send + Sync);
 
 /// A model provider's wire protocol.
 ///
 /// Implementations turn a [`Request`] into one HTTP call and its answer into a complete
-/// [`Response`], calling `on_text` with each piece of assistant text as it arrives (once, with the
-/// whole text, when not streaming). They do not retry: [`call`] does.
+/// [`Response`], calling `on_delta` with each piece of assistant text and thinking as it arrives
+/// (once each, whole, when not streaming). They do not retry: [`call`] does.
 pub trait Provider: Send + Sync {
     /// A short lower-case name used in messages, e.g. `anthropic`.
     fn name(&self) -> &'static str;
@@ -51,7 +54,7 @@ pub trait Provider: Send + Sync {
     fn send<'a>(
         &'a self,
         request: &'a Request<'a>,
-        on_text: TextSink<'a>,
+        on_delta: DeltaSink<'a>,
     ) -> BoxFuture<'a, Result<Response, LlmError>>;
 }
 
@@ -63,12 +66,12 @@ pub async fn call(
     provider: &dyn Provider,
     policy: &RetryPolicy,
     request: &Request<'_>,
-    on_text: TextSink<'_>,
+    on_delta: DeltaSink<'_>,
     on_retry: &(dyn Fn(u32, Duration, &LlmError) + Send + Sync),
 ) -> Result<Response, LlmError> {
     let mut attempt = 0;
     loop {
-        match provider.send(request, on_text).await {
+        match provider.send(request, on_delta).await {
             Ok(response) => return Ok(response),
             Err(error) if error.is_retryable() => {
                 if attempt >= policy.max_retries {

@@ -7,25 +7,31 @@
 //! - the system prompt becomes a leading `system` message;
 //! - an assistant message becomes one `assistant` message: its text as `content` (`null` when
 //!   there is none) and each `tool_use` as a `tool_calls` entry whose `arguments` is JSON text;
+//! - an assistant message's thinking goes as `reasoning_content` (as llama-server, vLLM and
+//!   DeepSeek name it), but only within the tool loop under way: after the last user message that
+//!   is not only tool results, as DeepSeek requires (it refuses older reasoning, and the others
+//!   ignore it);
 //! - a user message becomes one `tool` message per `tool_result`, in order (an error result's
 //!   text starts with `Error: `, as OpenAI has no error flag), then its text blocks as one
 //!   `user` message;
 //! - tools become `{"type": "function", "function": {name, description, parameters}}`;
 //!
-//! and maps the answer back: `content` to a text block, `tool_calls` to `tool_use` blocks (a
+//! and maps the answer back: `reasoning_content` (or `reasoning`) to a thinking block without a
+//! signature, `content` to a text block, `tool_calls` to `tool_use` blocks (a
 //! missing id gets a generated `call_...` one, and `arguments` that are not valid JSON are kept
 //! as the raw string, which the tool registry answers with an error the model can read),
-//! `finish_reason` to a [`StopReason`], `usage` to [`Usage`].
+//! `finish_reason` to a [`StopReason`], `usage` to [`Usage`] (with
+//! `prompt_tokens_details.cached_tokens` and `completion_tokens_details.reasoning_tokens`).
 
 use std::time::Duration;
 
 use serde_json::{Value, json};
 
-use super::http::{Endpoint, emit_whole_text};
+use super::http::{Endpoint, emit_whole};
 use super::sse::SseEvent;
 use super::{
-    BoxFuture, ContentBlock, LlmError, Message, Provider, Request, Response, Role, StopReason,
-    TextSink, ToolSpec, Usage,
+    BoxFuture, ContentBlock, Delta, DeltaSink, LlmError, Message, Provider, Request, Response,
+    Role, StopReason, ToolSpec, Usage,
 };
 
 const PROVIDER: &str = "openai";
@@ -92,7 +98,7 @@ impl OpenAi {
     async fn send_once(
         &self,
         request: &Request<'_>,
-        on_text: TextSink<'_>,
+        on_delta: DeltaSink<'_>,
     ) -> Result<Response, LlmError> {
         let official = self.config.is_openai();
         if self.config.api_key.is_empty() && official {
@@ -114,7 +120,7 @@ impl OpenAi {
             let mut assembler = StreamAssembler::default();
             let done = self
                 .endpoint
-                .read_events(response, |event| assembler.apply(event, on_text))
+                .read_events(response, |event| assembler.apply(event, on_delta))
                 .await?;
             match done {
                 Some(response) => Ok(response),
@@ -123,7 +129,7 @@ impl OpenAi {
         } else {
             let value = self.endpoint.read_json(response).await?;
             let parsed = parse_completion(&value)?;
-            emit_whole_text(&parsed.content, on_text);
+            emit_whole(&parsed.content, on_delta);
             Ok(parsed)
         }
     }
@@ -137,9 +143,9 @@ impl Provider for OpenAi {
     fn send<'a>(
         &'a self,
         request: &'a Request<'a>,
-        on_text: TextSink<'a>,
+        on_delta: DeltaSink<'a>,
     ) -> BoxFuture<'a, Result<Response, LlmError>> {
-        Box::pin(self.send_once(request, on_text))
+        Box::pin(self.send_once(request, on_delta))
     }
 }
 
@@ -185,17 +191,36 @@ fn to_messages(system: &str, messages: &[Message]) -> Vec<Value> {
     if !system.is_empty() {
         out.push(json!({"role": "system", "content": system}));
     }
-    for message in messages {
+    // The tool loop under way starts after the last user message that is not only results.
+    let loop_start = messages
+        .iter()
+        .rposition(|m| {
+            m.role == Role::User
+                && !m
+                    .content
+                    .iter()
+                    .any(|b| matches!(b, ContentBlock::ToolResult { .. }))
+        })
+        .unwrap_or(0);
+    for (i, message) in messages.iter().enumerate() {
         match message.role {
-            Role::Assistant => out.push(to_assistant(message)),
+            Role::Assistant => out.push(to_assistant(message, i > loop_start)),
             Role::User => to_user(message, &mut out),
         }
     }
     out
 }
 
-fn to_assistant(message: &Message) -> Value {
+fn to_assistant(message: &Message, with_reasoning: bool) -> Value {
     let text = message.text();
+    let reasoning: String = message
+        .content
+        .iter()
+        .filter_map(|b| match b {
+            ContentBlock::Thinking { thinking, .. } => Some(thinking.as_str()),
+            _ => None,
+        })
+        .collect();
     let calls: Vec<Value> = message
         .tool_uses()
         .map(|call| {
@@ -223,6 +248,9 @@ fn to_assistant(message: &Message) -> Value {
     if !calls.is_empty() {
         out["tool_calls"] = Value::Array(calls);
     }
+    if with_reasoning && !reasoning.is_empty() {
+        out["reasoning_content"] = Value::String(reasoning);
+    }
     out
 }
 
@@ -243,8 +271,11 @@ fn to_user(message: &Message, out: &mut Vec<Value>) {
                 out.push(json!({"role": "tool", "tool_call_id": tool_use_id, "content": content}));
             }
             ContentBlock::Text { text } => texts.push(text.as_str()),
-            // Never in a user message: the history's rules keep tool calls with the assistant.
-            ContentBlock::ToolUse { .. } => {}
+            // Never in a user message: the history's rules keep the model's blocks with the
+            // assistant.
+            ContentBlock::ToolUse { .. }
+            | ContentBlock::Thinking { .. }
+            | ContentBlock::RedactedThinking { .. } => {}
         }
     }
     if !texts.is_empty() {
@@ -278,6 +309,18 @@ fn parse_usage(value: Option<&Value>, usage: &mut Usage) {
     if let Some(n) = value.get("completion_tokens").and_then(Value::as_u64) {
         usage.output_tokens = n;
     }
+    if let Some(n) = value
+        .pointer("/prompt_tokens_details/cached_tokens")
+        .and_then(Value::as_u64)
+    {
+        usage.cache_read_input_tokens = n;
+    }
+    if let Some(n) = value
+        .pointer("/completion_tokens_details/reasoning_tokens")
+        .and_then(Value::as_u64)
+    {
+        usage.reasoning_tokens = n;
+    }
 }
 
 /// The tool input from `arguments` as the model sent them: JSON text (empty means no
@@ -300,16 +343,23 @@ fn generated_id() -> String {
     format!("call_{}", &hex[..24])
 }
 
-/// Builds the response from the text and tool calls of an answer. Empty text is dropped (the
-/// Anthropic API, and corral's history, refuse empty text blocks); a model that called tools but
-/// said `stop` (some local servers do) stopped to use them.
+/// Builds the response from the reasoning, text and tool calls of an answer. Empty text and
+/// reasoning are dropped (the Anthropic API, and corral's history, refuse empty text blocks); a
+/// model that called tools but said `stop` (some local servers do) stopped to use them.
 fn assemble(
+    reasoning: String,
     text: String,
     calls: Vec<(String, String, Value)>,
     finish: Option<StopReason>,
     usage: Usage,
 ) -> Response {
     let mut content = Vec::new();
+    if !reasoning.is_empty() {
+        content.push(ContentBlock::Thinking {
+            thinking: reasoning,
+            signature: String::new(),
+        });
+    }
     if !text.is_empty() {
         content.push(ContentBlock::Text { text });
     }
@@ -379,7 +429,13 @@ fn parse_completion(value: &Value) -> Result<Response, LlmError> {
     }
     let mut usage = Usage::default();
     parse_usage(value.get("usage"), &mut usage);
+    let reasoning = ["reasoning_content", "reasoning"]
+        .iter()
+        .find_map(|name| message.get(*name).and_then(Value::as_str))
+        .unwrap_or("")
+        .to_string();
     Ok(assemble(
+        reasoning,
         content_text(message.get("content")),
         calls,
         stop_reason(choice.get("finish_reason")),
@@ -428,11 +484,11 @@ fn stream_error(error: &Value) -> LlmError {
 #[cfg(feature = "fuzzing")]
 pub(crate) fn fold_events(
     events: &[SseEvent],
-    on_text: TextSink<'_>,
+    on_delta: DeltaSink<'_>,
 ) -> Result<Response, LlmError> {
     let mut assembler = StreamAssembler::default();
     for event in events {
-        if let Some(done) = assembler.apply(event, on_text)? {
+        if let Some(done) = assembler.apply(event, on_delta)? {
             return Ok(done);
         }
     }
@@ -459,6 +515,7 @@ struct PartialCall {
 #[derive(Debug, Default)]
 struct StreamAssembler {
     started: bool,
+    reasoning: String,
     text: String,
     calls: Vec<PartialCall>,
     finish: Option<StopReason>,
@@ -470,7 +527,7 @@ impl StreamAssembler {
     fn apply(
         &mut self,
         event: &SseEvent,
-        on_text: TextSink<'_>,
+        on_delta: DeltaSink<'_>,
     ) -> Result<Option<Response>, LlmError> {
         let data = event.data.trim();
         if data == "[DONE]" {
@@ -498,10 +555,18 @@ impl StreamAssembler {
             return Ok(None); // the usage chunk, and keep-alives
         };
         let delta = choice.get("delta").unwrap_or(&Value::Null);
+        if let Some(piece) = ["reasoning_content", "reasoning"]
+            .iter()
+            .find_map(|name| delta.get(*name).and_then(Value::as_str))
+            && !piece.is_empty()
+        {
+            on_delta(Delta::Thinking(piece));
+            self.reasoning.push_str(piece);
+        }
         if let Some(piece) = delta.get("content").and_then(Value::as_str)
             && !piece.is_empty()
         {
-            on_text(piece);
+            on_delta(Delta::Text(piece));
             self.text.push_str(piece);
         }
         for piece in delta
@@ -570,6 +635,7 @@ impl StreamAssembler {
             })
             .collect();
         assemble(
+            std::mem::take(&mut self.reasoning),
             std::mem::take(&mut self.text),
             calls,
             self.finish.take(),
@@ -617,7 +683,10 @@ mod tests {
     /// the text given to the sink.
     fn feed(chunks: &[Value], done: bool) -> (Result<Response, LlmError>, String) {
         let texts = std::sync::Mutex::new(String::new());
-        let sink = |t: &str| texts.lock().map(|mut s| s.push_str(t)).unwrap_or(());
+        let sink = |d: Delta<'_>| match d {
+            Delta::Text(t) => texts.lock().map(|mut s| s.push_str(t)).unwrap_or(()),
+            Delta::Thinking(_) => {}
+        };
         let mut assembler = StreamAssembler::default();
         let mut data: Vec<String> = chunks.iter().map(Value::to_string).collect();
         if done {
@@ -722,6 +791,9 @@ mod tests {
         let request = Request {
             model: "gpt-test",
             max_tokens: 100,
+            thinking: crate::llm::Thinking::Adaptive,
+            effort: None,
+            cache: true,
             system: "",
             tools: &tools,
             messages: &messages,
@@ -782,7 +854,8 @@ mod tests {
             response.usage,
             Usage {
                 input_tokens: 21,
-                output_tokens: 9
+                output_tokens: 9,
+                ..Usage::default()
             }
         );
         assert_eq!(response.content.len(), 3);
@@ -858,7 +931,8 @@ mod tests {
             response.usage,
             Usage {
                 input_tokens: 7,
-                output_tokens: 3
+                output_tokens: 3,
+                ..Usage::default()
             }
         );
         assert_eq!(
@@ -943,6 +1017,79 @@ mod tests {
                 .to_string()
                 .contains("before any chunk")
         );
+    }
+
+    /// Streamed `reasoning_content` becomes a thinking block before the text, heard as
+    /// thinking; cached and reasoning token counts are read.
+    #[test]
+    fn a_stream_with_reasoning() {
+        let (response, text) = feed(
+            &[
+                delta(json!({"reasoning_content": "The user "})),
+                delta(json!({"reasoning_content": "wants hi."})),
+                delta(json!({"content": "hi"})),
+                finish("stop"),
+                json!({"choices": [], "usage": {"prompt_tokens": 50, "completion_tokens": 8,
+                    "prompt_tokens_details": {"cached_tokens": 40},
+                    "completion_tokens_details": {"reasoning_tokens": 6}}}),
+            ],
+            true,
+        );
+        let response = response.expect("whole");
+        assert_eq!(text, "hi", "thinking is not text");
+        assert_eq!(
+            response.content,
+            vec![
+                ContentBlock::Thinking {
+                    thinking: "The user wants hi.".into(),
+                    signature: String::new()
+                },
+                ContentBlock::text("hi"),
+            ]
+        );
+        assert_eq!(
+            response.usage,
+            Usage {
+                input_tokens: 50,
+                output_tokens: 8,
+                cache_read_input_tokens: 40,
+                reasoning_tokens: 6,
+                ..Usage::default()
+            }
+        );
+    }
+
+    /// Reasoning goes back as `reasoning_content` within the tool loop under way, and not for
+    /// turns before the user's latest prompt.
+    #[test]
+    fn reasoning_goes_back_within_the_tool_loop() {
+        let thought = |t: &str| ContentBlock::Thinking {
+            thinking: t.into(),
+            signature: String::new(),
+        };
+        let history = vec![
+            Message::user_text("first"),
+            Message {
+                role: Role::Assistant,
+                content: vec![thought("old"), ContentBlock::text("done")],
+            },
+            Message::user_text("second"),
+            Message {
+                role: Role::Assistant,
+                content: vec![thought("new"), tool_use("c", "bash", json!({}))],
+            },
+            Message {
+                role: Role::User,
+                content: vec![tool_result("c", "ok", false)],
+            },
+        ];
+        let messages = to_messages("", &history);
+        assert!(
+            messages[1].get("reasoning_content").is_none(),
+            "{}",
+            messages[1]
+        );
+        assert_eq!(messages[3]["reasoning_content"], "new");
     }
 
     /// An error chunk mid-stream is an API error: retryable when it is a server error, final

@@ -39,7 +39,7 @@ impl Message {
         })
     }
 
-    /// All text blocks joined, in order.
+    /// All text blocks joined, in order (thinking is not text).
     pub fn text(&self) -> String {
         let mut out = String::new();
         for block in &self.content {
@@ -77,6 +77,19 @@ pub enum ContentBlock {
         #[serde(default, skip_serializing_if = "std::ops::Not::not")]
         is_error: bool,
     },
+    /// The model's reasoning, as the API sent it. Kept verbatim in the history and the session
+    /// file and sent back byte for byte: the Anthropic API checks the `signature` of every
+    /// thinking block of the tool loop under way and refuses (400) one changed or left out. From
+    /// an OpenAI-compatible server (`reasoning_content`) the signature is empty, and the
+    /// Anthropic provider never sends such a block, which it could not verify.
+    Thinking {
+        thinking: String,
+        signature: String,
+    },
+    /// Reasoning the API encrypted (`data`); sent back as received, like [`Self::Thinking`].
+    RedactedThinking {
+        data: String,
+    },
 }
 
 impl ContentBlock {
@@ -110,10 +123,31 @@ pub enum StopReason {
 }
 
 /// Tokens spent by one or more model calls.
+///
+/// `input_tokens` counts every input token, cached or not; the cache counts are parts of it (the
+/// Anthropic API reports uncached, written and read tokens apart, and corral adds them up, so
+/// both providers mean the same). `reasoning_tokens` is the part of `output_tokens` spent
+/// thinking, when the server says (OpenAI's `completion_tokens_details`). The counts a server
+/// does not report are 0, and are left out of the JSON.
 #[derive(Debug, Clone, Copy, Default, PartialEq, Eq, Serialize, Deserialize)]
 pub struct Usage {
     pub input_tokens: u64,
     pub output_tokens: u64,
+    /// Input tokens written to the prompt cache by this call (Anthropic's
+    /// `cache_creation_input_tokens`).
+    #[serde(default, skip_serializing_if = "is_zero")]
+    pub cache_creation_input_tokens: u64,
+    /// Input tokens read from the prompt cache (Anthropic's `cache_read_input_tokens`, OpenAI's
+    /// `prompt_tokens_details.cached_tokens`).
+    #[serde(default, skip_serializing_if = "is_zero")]
+    pub cache_read_input_tokens: u64,
+    /// Output tokens spent reasoning (OpenAI's `completion_tokens_details.reasoning_tokens`).
+    #[serde(default, skip_serializing_if = "is_zero")]
+    pub reasoning_tokens: u64,
+}
+
+fn is_zero(n: &u64) -> bool {
+    *n == 0
 }
 
 /// Sums the usage of several calls, as the agent does over the turns of a prompt. The counts
@@ -123,7 +157,74 @@ impl std::ops::AddAssign for Usage {
     fn add_assign(&mut self, other: Self) {
         self.input_tokens = self.input_tokens.saturating_add(other.input_tokens);
         self.output_tokens = self.output_tokens.saturating_add(other.output_tokens);
+        self.cache_creation_input_tokens = self
+            .cache_creation_input_tokens
+            .saturating_add(other.cache_creation_input_tokens);
+        self.cache_read_input_tokens = self
+            .cache_read_input_tokens
+            .saturating_add(other.cache_read_input_tokens);
+        self.reasoning_tokens = self.reasoning_tokens.saturating_add(other.reasoning_tokens);
     }
+}
+
+/// Whether the model may think before it answers (`[agent] thinking`, `--thinking`).
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
+pub enum Thinking {
+    /// The model decides when and how much to think (the default). Sent as the API of the chosen
+    /// model takes it ([`super::models`]); nothing for a model corral does not know.
+    #[default]
+    Adaptive,
+    /// No thinking, where the model can be asked not to think (some always think).
+    Off,
+}
+
+impl std::str::FromStr for Thinking {
+    type Err = String;
+    fn from_str(s: &str) -> Result<Self, String> {
+        match s {
+            "adaptive" => Ok(Self::Adaptive),
+            "off" => Ok(Self::Off),
+            other => Err(format!(
+                "unknown thinking `{other}`; use \"adaptive\" or \"off\""
+            )),
+        }
+    }
+}
+
+/// How much the model should spend on an answer, thinking included (`[agent] effort`,
+/// `--effort`). Unset, the model's default (`high` for the current models). Sent as
+/// `output_config.effort`, only to models that take it.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, PartialOrd, Ord, Serialize)]
+#[serde(rename_all = "lowercase")]
+pub enum Effort {
+    Low,
+    Medium,
+    High,
+    Max,
+}
+
+impl std::str::FromStr for Effort {
+    type Err = String;
+    fn from_str(s: &str) -> Result<Self, String> {
+        match s {
+            "low" => Ok(Self::Low),
+            "medium" => Ok(Self::Medium),
+            "high" => Ok(Self::High),
+            "max" => Ok(Self::Max),
+            other => Err(format!(
+                "unknown effort `{other}`; use \"low\", \"medium\", \"high\" or \"max\""
+            )),
+        }
+    }
+}
+
+/// A piece of an answer as it streams in: its text, or its thinking. A thinking block that
+/// starts gives an empty `Thinking` piece first, so a display can say the model thinks even
+/// when the API sends no thinking text (it may send only a signature).
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Delta<'a> {
+    Text(&'a str),
+    Thinking(&'a str),
 }
 
 /// Everything one model call needs.
@@ -131,6 +232,12 @@ impl std::ops::AddAssign for Usage {
 pub struct Request<'a> {
     pub model: &'a str,
     pub max_tokens: u32,
+    pub thinking: Thinking,
+    /// `None`: the model's default effort.
+    pub effort: Option<Effort>,
+    /// Mark the stable prefix and the newest turn for the prompt cache (Anthropic's
+    /// `cache_control` breakpoints; OpenAI-compatible servers cache prefixes on their own).
+    pub cache: bool,
     pub system: &'a str,
     pub tools: &'a [ToolSpec],
     pub messages: &'a [Message],
@@ -156,16 +263,22 @@ mod tests {
         let mut total = Usage {
             input_tokens: 5,
             output_tokens: 1,
+            cache_read_input_tokens: 4,
+            ..Usage::default()
         };
         total += Usage {
             input_tokens: u64::MAX,
             output_tokens: 2,
+            cache_read_input_tokens: u64::MAX,
+            ..Usage::default()
         };
         assert_eq!(
             total,
             Usage {
                 input_tokens: u64::MAX,
-                output_tokens: 3
+                output_tokens: 3,
+                cache_read_input_tokens: u64::MAX,
+                ..Usage::default()
             }
         );
     }

@@ -85,6 +85,12 @@ pub struct AgentSection {
     pub max_tokens: Option<u32>,
     /// More instructions for the model, added to the system prompt.
     pub system: Option<String>,
+    /// `"adaptive"` or `"off"`.
+    pub thinking: Option<Spanned<String>>,
+    /// `"low"`, `"medium"`, `"high"` or `"max"`.
+    pub effort: Option<Spanned<String>>,
+    /// Prompt caching; `false` turns it off.
+    pub cache: Option<bool>,
 }
 
 /// `[shell]`: the bash and background tools.

@@ -58,6 +58,9 @@ pub struct AgentSettings {
     pub max_tokens: Option<u32>,
     /// `[agent] system` of each file that has one, user file first.
     pub system: Vec<String>,
+    pub thinking: Option<crate::llm::Thinking>,
+    pub effort: Option<crate::llm::Effort>,
+    pub cache: Option<bool>,
 }
 
 /// The settings of one workspace.
@@ -170,6 +173,7 @@ impl Policy {
     ) -> Result<(), PolicyError> {
         self.files.push(source.path.clone());
         let agent = file.agent;
+        self.apply_spending(&agent, source, gate)?;
         if let Some(provider) = agent.provider {
             let name = provider.get_ref().as_str();
             if !matches!(name, "anthropic" | "openai") {
@@ -215,7 +219,11 @@ impl Policy {
             }
         }
         if let Some(n) = agent.max_tokens {
-            let current = self.agent.max_tokens.unwrap_or(defaults.max_tokens);
+            let current = self
+                .agent
+                .max_tokens
+                .or(defaults.max_tokens)
+                .unwrap_or(crate::llm::models::UNKNOWN_MAX_TOKENS);
             if gate.limit("[agent] max_tokens", n, current, "") {
                 self.agent.max_tokens = Some(n);
             }
@@ -502,6 +510,47 @@ impl Policy {
         })
     }
 
+    /// `[agent] thinking`, `effort` and `cache`: what a call costs. An untrusted file may only
+    /// make calls cheaper than the user's settings (or the defaults) do: thinking off, a lower
+    /// effort (unset counts as `high`), caching on.
+    fn apply_spending(
+        &mut self,
+        agent: &super::file::AgentSection,
+        source: &Source,
+        gate: &mut Gate,
+    ) -> Result<(), PolicyError> {
+        use crate::llm::{Effort, Thinking};
+        let reason = "it would raise what the model calls cost";
+        if let Some(value) = &agent.thinking {
+            let thinking: Thinking = value
+                .get_ref()
+                .parse()
+                .map_err(|e: String| source.error(value.span(), e))?;
+            let current = self.agent.thinking.unwrap_or_default();
+            let cheaper = thinking == Thinking::Off || thinking == current;
+            if gate.choice("[agent] thinking", cheaper, reason) {
+                self.agent.thinking = Some(thinking);
+            }
+        }
+        if let Some(value) = &agent.effort {
+            let effort: Effort = value
+                .get_ref()
+                .parse()
+                .map_err(|e: String| source.error(value.span(), e))?;
+            let current = self.agent.effort.unwrap_or(Effort::High);
+            if gate.choice("[agent] effort", effort <= current, reason) {
+                self.agent.effort = Some(effort);
+            }
+        }
+        if let Some(cache) = agent.cache {
+            let cheaper = cache || self.agent.cache == Some(false);
+            if gate.choice("[agent] cache", cheaper, reason) {
+                self.agent.cache = Some(cache);
+            }
+        }
+        Ok(())
+    }
+
     /// Applies the files' settings onto `config` (whose values came from the defaults).
     /// Environment and flags are applied after this, by the caller.
     pub fn apply_to(&self, config: &mut AgentConfig) {
@@ -512,7 +561,16 @@ impl Policy {
             config.max_turns = n;
         }
         if let Some(n) = self.agent.max_tokens {
-            config.max_tokens = n;
+            config.max_tokens = Some(n);
+        }
+        if let Some(thinking) = self.agent.thinking {
+            config.thinking = thinking;
+        }
+        if self.agent.effort.is_some() {
+            config.effort = self.agent.effort;
+        }
+        if let Some(cache) = self.agent.cache {
+            config.cache = cache;
         }
         if !self.agent.system.is_empty() {
             config.instructions = Some(self.agent.system.join("\n\n"));
