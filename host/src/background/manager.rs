@@ -457,6 +457,8 @@ fn finish(task: &Task, status: TaskStatus, queue: &NotificationQueue, events: &T
         output_bytes,
         log: task.log_display.clone(),
     };
-    queue.push(notification.clone());
-    events(TaskEvent::Finished(notification));
+    // The event first: whoever watches the events (`--json`) sees a task end before the
+    // model is handed its result (the queue is drained before every model call).
+    events(TaskEvent::Finished(notification.clone()));
+    queue.push(notification);
 }
