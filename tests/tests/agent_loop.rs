@@ -383,7 +383,8 @@ fn rate_limits_and_overload_are_retried() {
     assert_eq!(events.last().expect("events")["text"], "made it");
 }
 
-/// A 401 is final: exit code 1 and the API's own message, no retry.
+/// A 401 is final: exit code 1 and the API's own message, no retry, and the variable the key
+/// comes from.
 #[test]
 fn an_auth_error_shows_the_apis_message() {
     let corral = Corral::new();
@@ -396,6 +397,7 @@ fn an_auth_error_shows_the_apis_message() {
     out.assert_code(1);
     server.assert_clean();
     assert!(out.stderr.contains("invalid x-api-key"), "{}", out.stderr);
+    assert!(out.stderr.contains("ANTHROPIC_API_KEY"), "{}", out.stderr);
     assert!(out.stdout.is_empty());
 }
 

@@ -493,7 +493,8 @@ fn the_provider_comes_from_the_environment_and_openai_needs_a_key() {
         None,
         &["run", "--model", "gpt-test", "--max-retries", "0", "hi"],
     );
-    out.assert_code(1);
+    // A configuration error, found before anything starts.
+    out.assert_code(2);
     assert!(
         out.stderr.contains("OPENAI_API_KEY is not set"),
         "{}",

@@ -23,6 +23,16 @@ pub enum AgentError {
     /// name).
     #[error("{0}")]
     Config(String),
+    /// `wait_timeout` passed while background tasks the model waits for still ran (they are
+    /// stopped with the run).
+    #[error(
+        "gave up waiting for {running} background task(s) after {} s (raise it with --wait-timeout)",
+        waited.as_secs()
+    )]
+    WaitTimedOut {
+        running: usize,
+        waited: std::time::Duration,
+    },
     /// A request that would break the API's rules was about to be sent: a bug in corral.
     #[error("internal error: {0}")]
     Invariant(String),
@@ -34,6 +44,7 @@ impl AgentError {
         matches!(
             self,
             AgentError::Config(_)
+                | AgentError::Llm(LlmError::Config(_))
                 | AgentError::Session(
                     SessionError::NotFound(_) | SessionError::NoneYet | SessionError::Ambiguous { .. }
                 )

@@ -30,7 +30,10 @@ pub enum Event {
     /// A model call failed and will be retried after `wait_ms`.
     Retrying {
         attempt: u32,
+        /// The most retries this call gets.
+        max_retries: u32,
         wait_ms: u64,
+        /// The failure in a few words (`connection refused`, `529 overloaded_error`).
         error: String,
     },
     /// The model's answer is complete.

@@ -154,8 +154,12 @@ impl Agent {
             }
             let results = self.run_tools().await;
             if results.is_empty() {
-                if self.wait_for_background(&mut waited).await {
-                    continue;
+                match self.wait_for_background(&mut waited).await {
+                    Waited::Results => continue,
+                    Waited::Nothing => {}
+                    Waited::TimedOut { running } => {
+                        return Err(AgentError::WaitTimedOut { running, waited });
+                    }
                 }
                 (self.events)(&Event::Finished {
                     text: text.clone(),
@@ -182,23 +186,26 @@ impl Agent {
     /// to give it: pending already, or arriving while corral waits for running tasks (those with
     /// a timeout; servers started without one do not hold corral). `waited` is the time spent
     /// waiting so far in this prompt, bounded by `wait_timeout`.
-    async fn wait_for_background(&self, waited: &mut Duration) -> bool {
+    async fn wait_for_background(&self, waited: &mut Duration) -> Waited {
         let Some(manager) = &self.background else {
-            return false;
+            return Waited::Nothing;
         };
         if !manager.queue().is_empty() {
-            return true;
+            return Waited::Results;
         }
         if !self.config.wait_for_background {
-            return false;
+            return Waited::Nothing;
         }
         let running = manager
             .running()
             .iter()
             .filter(|t| t.timeout.is_some())
             .count();
-        if running == 0 || *waited >= self.config.wait_timeout {
-            return false;
+        if running == 0 {
+            return Waited::Nothing;
+        }
+        if *waited >= self.config.wait_timeout {
+            return Waited::TimedOut { running };
         }
         (self.events)(&Event::WaitingForBackground { running });
         let started = Instant::now();
@@ -207,7 +214,11 @@ impl Agent {
             .wait(self.config.wait_timeout - *waited)
             .await;
         *waited += started.elapsed();
-        arrived
+        if arrived {
+            Waited::Results
+        } else {
+            Waited::TimedOut { running }
+        }
     }
 
     /// Hands every pending background result to the model: one `<background-results>` text
@@ -253,11 +264,13 @@ impl Agent {
             })
         };
         let events = self.events.clone();
+        let max_retries = self.config.retry.max_retries;
         let on_retry = move |attempt: u32, wait: Duration, error: &llm::LlmError| {
             events(&Event::Retrying {
                 attempt,
+                max_retries,
                 wait_ms: u64::try_from(wait.as_millis()).unwrap_or(u64::MAX),
-                error: error.to_string(),
+                error: error.brief(),
             })
         };
         Ok(llm::call(
@@ -318,4 +331,14 @@ impl Agent {
         });
         dispatch::run_ordered(calls.collect()).await
     }
+}
+
+/// What waiting for background tasks came to.
+enum Waited {
+    /// Results are there for the model.
+    Results,
+    /// Nothing to wait for.
+    Nothing,
+    /// `wait_timeout` passed with `running` tasks still running.
+    TimedOut { running: usize },
 }

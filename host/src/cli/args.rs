@@ -295,13 +295,27 @@ impl AgentArgs {
                 if let Some(url) = file_url("ANTHROPIC_BASE_URL") {
                     config.base_url = url;
                 }
+                if let Some(missing) = config.missing_key() {
+                    return Err(missing);
+                }
                 std::sync::Arc::new(Anthropic::new(config)?)
             }
             ProviderKind::OpenAi => {
+                if self.model.is_none() && policy.agent.model.is_none() {
+                    return Err(corral::llm::LlmError::Config(
+                        "--provider openai needs a model: give --model NAME (the id the server \
+                         serves, e.g. `gpt-5` or a local model's name), CORRAL_MODEL, or [agent] \
+                         model"
+                            .into(),
+                    ));
+                }
                 let mut config = OpenAiConfig::from_env();
                 config.stream = !self.no_stream;
                 if let Some(url) = file_url("OPENAI_BASE_URL") {
                     config.base_url = url;
+                }
+                if let Some(missing) = config.missing_key() {
+                    return Err(missing);
                 }
                 std::sync::Arc::new(OpenAi::new(config)?)
             }

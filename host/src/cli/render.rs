@@ -306,12 +306,13 @@ pub fn line(event: &Event) -> Option<Line> {
         } => vec![piece(Warn, &format!("  [{plugin}] {message}"))],
         Event::Retrying {
             attempt,
+            max_retries,
             wait_ms,
             error,
         } => vec![piece(
             Warn,
             &format!(
-                "  retrying in {} (attempt {attempt}): {error}",
+                "  retrying in {} ({attempt}/{max_retries}): {error}",
                 duration(*wait_ms)
             ),
         )],

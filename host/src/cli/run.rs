@@ -84,11 +84,13 @@ pub async fn run(args: RunArgs) -> anyhow::Result<ExitCode> {
                 let line = serde_json::json!({"type": "error", "message": error.to_string()});
                 println!("{line}");
             }
+            // What went wrong first, then where the work is.
+            let code = super::fail(&error);
             eprintln!(
                 "corral: session {} kept; `corral run --continue` resumes it",
                 agent.session_id()
             );
-            Ok(super::fail(&error))
+            Ok(code)
         }
     }
 }

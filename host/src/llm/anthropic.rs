@@ -30,6 +30,18 @@ pub struct AnthropicConfig {
 }
 
 impl AnthropicConfig {
+    /// The error a call would fail with for want of a key, if the key is missing: for a
+    /// program to say so before it starts anything.
+    pub fn missing_key(&self) -> Option<LlmError> {
+        self.api_key.is_empty().then(|| {
+            LlmError::Config(
+                "ANTHROPIC_API_KEY is not set: export it, or point ANTHROPIC_BASE_URL at a \
+                 compatible endpoint and set a key it accepts"
+                    .into(),
+            )
+        })
+    }
+
     /// Reads `ANTHROPIC_API_KEY` and `ANTHROPIC_BASE_URL` the way the official SDKs do.
     /// A missing key is an error only when a call is made, so `corral plugins` works without one.
     pub fn from_env() -> Self {
@@ -55,7 +67,11 @@ pub struct Anthropic {
 impl Anthropic {
     /// Builds the provider; fails only when the HTTP client cannot be built.
     pub fn new(config: AnthropicConfig) -> Result<Self, LlmError> {
-        let url = format!("{}/v1/messages", config.base_url.trim_end_matches('/'));
+        // The SDKs take the base without `/v1`; a base given with it (as OpenAI's are) would
+        // make `/v1/v1/messages`.
+        let base = config.base_url.trim_end_matches('/');
+        let base = base.strip_suffix("/v1").unwrap_or(base);
+        let url = format!("{base}/v1/messages");
         let endpoint = Endpoint::new(PROVIDER, url, config.read_timeout)?;
         Ok(Self { config, endpoint })
     }
@@ -65,12 +81,8 @@ impl Anthropic {
         request: &Request<'_>,
         on_delta: DeltaSink<'_>,
     ) -> Result<Response, LlmError> {
-        if self.config.api_key.is_empty() {
-            return Err(LlmError::Config(
-                "ANTHROPIC_API_KEY is not set: export it, or point ANTHROPIC_BASE_URL at a \
-                 compatible endpoint and set a key it accepts"
-                    .into(),
-            ));
+        if let Some(missing) = self.config.missing_key() {
+            return Err(missing);
         }
         let body = request_body(request, self.config.stream);
         let headers = [

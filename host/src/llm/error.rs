@@ -46,7 +46,31 @@ pub enum LlmError {
     RetriesExhausted { attempts: u32, last: Box<LlmError> },
 }
 
+/// The most of an API's error message a retry line shows.
+pub const BRIEF_MESSAGE_CHARS: usize = 60;
+
 impl LlmError {
+    /// The failure in a few words, for a line per retry: `Connection refused (os error 111)`,
+    /// `529 overloaded_error: Overloaded` (the API's message cut at [`BRIEF_MESSAGE_CHARS`]).
+    pub fn brief(&self) -> String {
+        match self {
+            Self::Api {
+                status,
+                kind,
+                message,
+                ..
+            } => {
+                let cut: String = message.chars().take(BRIEF_MESSAGE_CHARS).collect();
+                let more = if cut.len() < message.len() { "…" } else { "" };
+                format!("{status} {kind}: {cut}{more}")
+            }
+            Self::Transport { message, .. } => message.clone(),
+            Self::StreamIncomplete { .. } => "the answer was cut off".into(),
+            Self::RetriesExhausted { last, .. } => last.brief(),
+            other => other.to_string(),
+        }
+    }
+
     /// Whether the same request may succeed if sent again: rate limits (429), overload (529),
     /// server errors (5xx), request timeouts (408), conflicts (409), lost connections and cut
     /// streams. A 4xx that says the request itself is wrong is final.

@@ -63,12 +63,21 @@ impl Endpoint {
             .and_then(|v| v.to_str().ok())
             .and_then(parse_retry_after);
         let text = response.text().await.unwrap_or_default();
-        Err(api_error(
-            self.provider,
-            status.as_u16(),
-            &text,
-            retry_after,
-        ))
+        let mut error = api_error(self.provider, status.as_u16(), &text, retry_after);
+        if let LlmError::Api {
+            status, message, ..
+        } = &mut error
+        {
+            match status {
+                401 => message.push_str(&format!(
+                    " (the key comes from {}; check it is set and current)",
+                    key_variable(self.provider)
+                )),
+                404 => message.push_str(&format!(" (POST {})", self.url)),
+                _ => {}
+            }
+        }
+        Err(error)
     }
 
     /// Reads a whole (non-streamed) answer as JSON.
@@ -105,11 +114,23 @@ impl Endpoint {
         Ok(None)
     }
 
+    /// No answer: the innermost cause says it best (`Connection refused (os error 111)`); the
+    /// whole chain goes to the log.
     fn transport(&self, error: &reqwest::Error) -> LlmError {
+        tracing::debug!("{}: {}", self.url, error_chain(error));
+        let mut cause: &dyn std::error::Error = error;
+        while let Some(inner) = cause.source() {
+            cause = inner;
+        }
+        let message = if error.is_timeout() {
+            "timed out".to_string()
+        } else {
+            cause.to_string()
+        };
         LlmError::Transport {
             provider: self.provider,
             url: self.url.clone(),
-            message: error_chain(error),
+            message,
         }
     }
 }
@@ -149,6 +170,14 @@ pub(super) fn error_chain(error: &dyn std::error::Error) -> String {
         source = inner.source();
     }
     text
+}
+
+/// The environment variable the provider's key comes from.
+fn key_variable(provider: &str) -> &'static str {
+    match provider {
+        "openai" => "OPENAI_API_KEY",
+        _ => "ANTHROPIC_API_KEY",
+    }
 }
 
 /// Turns an error answer into [`LlmError::Api`], keeping the API's own message.

@@ -55,6 +55,18 @@ pub struct OpenAiConfig {
 }
 
 impl OpenAiConfig {
+    /// The error a call would fail with for want of a key: OpenAI itself needs one, a local
+    /// server does not.
+    pub fn missing_key(&self) -> Option<LlmError> {
+        (self.api_key.is_empty() && self.is_openai()).then(|| {
+            LlmError::Config(
+                "OPENAI_API_KEY is not set: export it, or point OPENAI_BASE_URL at a compatible \
+                 server (a local one needs no key)"
+                    .into(),
+            )
+        })
+    }
+
     /// Reads `OPENAI_API_KEY` and `OPENAI_BASE_URL` the way the official SDKs do.
     ///
     /// A missing key is an error only when a call is made, and only for `api.openai.com`: local
@@ -101,12 +113,8 @@ impl OpenAi {
         on_delta: DeltaSink<'_>,
     ) -> Result<Response, LlmError> {
         let official = self.config.is_openai();
-        if self.config.api_key.is_empty() && official {
-            return Err(LlmError::Config(
-                "OPENAI_API_KEY is not set: export it, or point OPENAI_BASE_URL at a compatible \
-                 server (a local one needs no key)"
-                    .into(),
-            ));
+        if let Some(missing) = self.config.missing_key() {
+            return Err(missing);
         }
         let body = request_body(request, self.config.stream, official);
         let bearer = format!("Bearer {}", self.config.api_key);

@@ -81,7 +81,8 @@ pub struct AgentSection {
     pub model: Option<String>,
     /// The provider's base URL (instead of `ANTHROPIC_BASE_URL` / `OPENAI_BASE_URL`).
     pub base_url: Option<String>,
-    pub max_turns: Option<u32>,
+    /// 1 or more.
+    pub max_turns: Option<Spanned<u64>>,
     pub max_tokens: Option<u32>,
     /// More instructions for the model, added to the system prompt.
     pub system: Option<String>,

@@ -212,7 +212,9 @@ impl Policy {
             }
         }
         let defaults = AgentConfig::default();
-        if let Some(n) = agent.max_turns {
+        if let Some(n) = &agent.max_turns {
+            // A prompt with no model call could do nothing: refused, with its place.
+            let n = bounded(n, 1, u64::from(u32::MAX), "max_turns", source)? as u32;
             let current = self.agent.max_turns.unwrap_or(defaults.max_turns);
             if gate.limit("[agent] max_turns", n, current, "") {
                 self.agent.max_turns = Some(n);
