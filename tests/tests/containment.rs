@@ -58,11 +58,11 @@ fn report(marker: &'static str) -> Reply {
 }
 
 /// Kills whatever a failed test left with the marker, so it does not linger on the machine.
-struct Cleanup(&'static [&'static str]);
+struct Cleanup(Vec<&'static str>);
 
 impl Drop for Cleanup {
     fn drop(&mut self) {
-        for marker in self.0 {
+        for marker in &self.0 {
             for pid in running(marker) {
                 // SAFETY: signalling a process this test started.
                 unsafe { libc::kill(pid, libc::SIGKILL) };
@@ -75,20 +75,39 @@ impl Drop for Cleanup {
 /// model request sees none), though it left the call's process group and session.
 #[test]
 fn setsid_from_bash_ends_with_the_call() {
-    let _cleanup = Cleanup(&["300.101"]);
+    setsid_from_bash(Corral::new(), "300.101", false);
+}
+
+/// The same with the shell sandbox off (your own setting): no PID namespace, so the leftover is
+/// found by the token it inherited, in the look at `/proc` shared by the shells ending then.
+#[test]
+fn setsid_from_unconfined_bash_ends_with_the_call() {
     let corral = Corral::new();
+    std::fs::create_dir_all(corral.home.path().join(".config/corral")).unwrap();
+    std::fs::write(
+        corral.home.path().join(".config/corral/config.toml"),
+        "[shell]\nsandbox = \"off\"\n",
+    )
+    .unwrap();
+    setsid_from_bash(corral, "300.111", true);
+}
+
+fn setsid_from_bash(corral: Corral, marker: &'static str, unconfined: bool) {
+    let _cleanup = Cleanup(vec![marker]);
     let server = ScriptedServer::start(vec![
         Turn::tools(vec![tool_use(
             "b",
             "bash",
-            json!({"command": "setsid -f sleep 300.101; while [ -z \"$(pgrep -f 'sleep 300[.]101')\" ]; do sleep 0.02; done; echo escaped"}),
+            json!({"command": format!("setsid -f sleep {marker}; {}; echo escaped", wait_for(marker))}),
         )])
         .into(),
-        report("300.101"),
+        report(marker),
     ]);
     let out = corral.run(Some(&server), &["run", "go"]);
     out.assert_code(0);
     server.assert_clean();
+    let system = server.bodies()[0]["system"].to_string();
+    assert_eq!(system.contains("run unconfined"), unconfined, "{system}");
     let results = tool_results(&server.bodies()[1]);
     assert!(
         results[0].content.starts_with("escaped"),
@@ -97,10 +116,10 @@ fn setsid_from_bash_ends_with_the_call() {
     );
     assert_eq!(
         out.stdout.trim(),
-        "300.101: none",
+        format!("{marker}: none"),
         "the setsid process outlived the bash call"
     );
-    assert!(gone("300.101"));
+    assert!(gone(marker));
 }
 
 /// The text of the `tool_result` answering `tool_use_id`, anywhere in a request body.
@@ -134,13 +153,22 @@ fn wait_for(marker: &str) -> String {
     )
 }
 
-/// Through the library, without [`corral::process::adopt_orphans`], in the shell sandbox (the
-/// helper `exec`s the shell, so it is the same process): what a `bash` call `setsid`s away
-/// (re-parented to init, out of its group and session) still ends with the call, found by the
-/// token it inherited.
+/// Through the library, without [`corral::process::adopt_orphans`], in the shell sandbox: what
+/// a `bash` call `setsid`s away (re-parented to init, out of its group and session) still ends
+/// with the call, with the command's PID namespace.
 #[test]
 fn setsid_from_a_library_bash_call_ends_with_it() {
-    let _cleanup = Cleanup(&["300.901"]);
+    setsid_from_library_bash("300.901", true);
+}
+
+/// The same unconfined: found by its token.
+#[test]
+fn setsid_from_an_unconfined_library_bash_call_ends_with_it() {
+    setsid_from_library_bash("300.911", false);
+}
+
+fn setsid_from_library_bash(marker: &'static str, confined: bool) {
+    let _cleanup = Cleanup(vec![marker]);
     let dir = tempfile::tempdir().unwrap();
     let ws = Arc::new(Workspace::open(dir.path()).unwrap());
     let settings = corral::sandbox::SandboxSettings {
@@ -148,9 +176,11 @@ fn setsid_from_a_library_bash_call_ends_with_it() {
         ..Default::default()
     };
     let sandbox = match corral::sandbox::Confinement::new(&settings, ws.root()) {
-        Ok(Some(confinement)) => corral::process::Sandboxing::On(Arc::new(confinement)),
+        Ok(Some(confinement)) if confined => {
+            corral::process::Sandboxing::On(Arc::new(confinement))
+        }
         _ => {
-            eprintln!("no Landlock here: the call runs unconfined");
+            eprintln!("the call runs unconfined");
             corral::process::Sandboxing::Off
         }
     };
@@ -164,10 +194,10 @@ fn setsid_from_a_library_bash_call_ends_with_it() {
         .build()
         .unwrap();
     let out = runtime
-        .block_on(bash.call(json!({"command": format!("setsid -f sleep 300.901; {}; echo escaped", wait_for("300.901"))})))
+        .block_on(bash.call(json!({"command": format!("setsid -f sleep {marker}; {}; echo escaped", wait_for(marker))})))
         .unwrap();
     assert!(out.starts_with("escaped"), "{out}");
-    assert!(gone("300.901"), "the setsid process outlived the call");
+    assert!(gone(marker), "the setsid process outlived the call");
 }
 
 /// `setsid -f` from background tasks. One task's shell exits by itself (once the test lets it):
@@ -176,7 +206,7 @@ fn setsid_from_a_library_bash_call_ends_with_it() {
 /// takes it), and dies with `kill_background`.
 #[test]
 fn setsid_from_background_ends_with_the_task() {
-    let _cleanup = Cleanup(&["300.201", "300.202", "300.203"]);
+    let _cleanup = Cleanup(vec!["300.201", "300.202", "300.203"]);
     let corral = Corral::new();
     let go = corral.path("go");
     let server = ScriptedServer::start(vec![
@@ -254,7 +284,7 @@ fn setsid_from_background_ends_with_the_task() {
 /// corral when `run --no-wait` exits.
 #[test]
 fn setsid_from_a_server_ends_at_exit() {
-    let _cleanup = Cleanup(&["300.301", "300.302"]);
+    let _cleanup = Cleanup(vec!["300.301", "300.302"]);
     let corral = Corral::new();
     let server = ScriptedServer::start(vec![
         Turn::tools(vec![tool_use(
@@ -284,7 +314,7 @@ fn setsid_from_a_server_ends_at_exit() {
 /// none of their processes is left.
 #[test]
 fn sighup_ends_everything() {
-    let _cleanup = Cleanup(&["300.401", "300.402", "300.403"]);
+    let _cleanup = Cleanup(vec!["300.401", "300.402", "300.403"]);
     let corral = Corral::new();
     let server = ScriptedServer::start(vec![
         Turn::tools(vec![tool_use(
@@ -337,7 +367,7 @@ fn sighup_ends_everything() {
 /// the process it `setsid`ed away, since the task's shell holds its whole tree.
 #[test]
 fn killing_a_task_takes_its_whole_tree() {
-    let _cleanup = Cleanup(&["300.501"]);
+    let _cleanup = Cleanup(vec!["300.501"]);
     let dir = tempfile::tempdir().unwrap();
     let ws = Arc::new(Workspace::open(dir.path()).unwrap());
     let bg = BackgroundManager::new(ws, BackgroundConfig::default(), |_| {});
@@ -390,7 +420,7 @@ fn reap(child: &mut std::process::Child) -> std::process::ExitStatus {
 /// the dead corral.
 #[test]
 fn after_kill_9_the_next_start_ends_what_was_left() {
-    let _cleanup = Cleanup(&["300.601", "300.602", "300.603", "300.604"]);
+    let _cleanup = Cleanup(vec!["300.601", "300.602", "300.603", "300.604"]);
     let corral = Corral::new();
     let first = ScriptedServer::start(vec![
         Turn::tools(vec![
@@ -503,7 +533,7 @@ fn after_kill_9_the_next_start_ends_what_was_left() {
 /// running there, and that corral still ends them itself.
 #[test]
 fn a_start_leaves_a_running_corral_alone() {
-    let _cleanup = Cleanup(&["300.701", "300.702"]);
+    let _cleanup = Cleanup(vec!["300.701", "300.702"]);
     let corral = Corral::new();
     let first = ScriptedServer::start(vec![
         Turn::tools(vec![tool_use(
@@ -560,7 +590,7 @@ fn a_start_leaves_a_running_corral_alone() {
 /// command keep running until SIGTERM ends them.
 #[test]
 fn sighup_under_nohup_is_ignored() {
-    let _cleanup = Cleanup(&["300.801"]);
+    let _cleanup = Cleanup(vec!["300.801"]);
     let corral = Corral::new();
     let server = ScriptedServer::start(vec![
         Turn::tools(vec![tool_use(

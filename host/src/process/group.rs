@@ -255,9 +255,17 @@ impl GroupChild {
         };
         // Whatever is left of the task dies now, in its group or out of it; orphans
         // re-parented to corral are reaped; then the output drains to its end.
-        let procs = self.shell().kill(libc::SIGKILL);
-        reaper::unregister(self.pgid);
-        if !self.shell().in_namespace() {
+        if self.shell().in_namespace() {
+            // The namespace ends with its init: nothing to look for.
+            self.shell().kill(libc::SIGKILL);
+            reaper::unregister(self.pgid);
+        } else if ending.is_none() && status.is_ok() {
+            // Exited by itself: what it left is found with the other shells ending now.
+            reaper::unregister(self.pgid);
+            reaper::end_exited(self.shell().clone());
+        } else {
+            let procs = self.shell().kill(libc::SIGKILL);
+            reaper::unregister(self.pgid);
             reaper::sweep_after(procs);
         }
         self.registration.ended();

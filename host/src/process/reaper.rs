@@ -159,6 +159,126 @@ impl Shell {
     }
 }
 
+/// Shells that exited by themselves, waiting for the one look at `/proc` that ends what they
+/// left ([`end_exited`]).
+#[derive(Default)]
+struct Exits {
+    pending: Vec<Shell>,
+    /// The batch the next shell pushed goes into.
+    next: u64,
+    /// Batches `< done` are finished.
+    done: u64,
+    running: bool,
+}
+
+static EXITS: Mutex<Exits> = Mutex::new(Exits {
+    pending: Vec::new(),
+    next: 0,
+    done: 0,
+    running: false,
+});
+static EXITS_DONE: std::sync::Condvar = std::sync::Condvar::new();
+
+/// Ends what `shell` (already reaped and unregistered) left behind, as [`Shell::kill`] with
+/// SIGKILL would, and returns once that is done. Shells that exit at the same time share one
+/// look at `/proc` (the first to come does it for all who queued meanwhile): 200 commands
+/// ending together cost a few scans, not 200 scans that each read every other command's
+/// environment.
+pub(super) fn end_exited(shell: Shell) {
+    let lock = || EXITS.lock().unwrap_or_else(PoisonError::into_inner);
+    let mut exits = lock();
+    let mine = exits.next;
+    exits.pending.push(shell);
+    loop {
+        if exits.done > mine {
+            return;
+        }
+        if !exits.running {
+            exits.running = true;
+            let batch = std::mem::take(&mut exits.pending);
+            let number = exits.next;
+            exits.next += 1;
+            drop(exits);
+            let procs = kill_batch(&batch);
+            sweep_after(procs);
+            exits = lock();
+            exits.running = false;
+            exits.done = number + 1;
+            EXITS_DONE.notify_all();
+            continue;
+        }
+        exits = EXITS_DONE
+            .wait(exits)
+            .unwrap_or_else(PoisonError::into_inner);
+    }
+}
+
+/// SIGKILL to every process carrying the token of one of the `batch` shells (started since the earliest
+/// of them) and what is below it, round after round as [`Shell::kill`] does, then to their
+/// groups. A process below a live shell is that shell's, and its environment is not read.
+fn kill_batch(batch: &[Shell]) -> Vec<ProcStat> {
+    let Some(earliest) = batch.iter().map(|s| s.start).min() else {
+        return Vec::new();
+    };
+    let tokens: HashSet<&str> = batch.iter().map(|s| s.token.as_str()).collect();
+    let live: HashSet<i32> = shells()
+        .as_ref()
+        .map(|s| s.keys().copied().collect())
+        .unwrap_or_default();
+    let me = std::process::id() as i32;
+    let mut signalled: HashSet<i32> = HashSet::new();
+    let mut read: HashMap<(i32, u64), bool> = HashMap::new();
+    let mut procs = Vec::new();
+    for _ in 0..KILL_ROUNDS {
+        procs = procfs::all();
+        let mine = ancestry(me, &procs);
+        let parents: HashMap<i32, i32> = procs.iter().map(|p| (p.pid, p.ppid)).collect();
+        let under_live = |mut pid: i32| {
+            for _ in 0..64 {
+                if live.contains(&pid) {
+                    return true;
+                }
+                match parents.get(&pid) {
+                    Some(&ppid) if ppid > 1 => pid = ppid,
+                    _ => return false,
+                }
+            }
+            false
+        };
+        let mut targets = Vec::new();
+        for p in procs.iter().filter(|p| p.start_ticks >= earliest) {
+            if mine.contains(&p.pid) || under_live(p.pid) {
+                continue;
+            }
+            let ours = *read.entry((p.pid, p.start_ticks)).or_insert_with(|| {
+                procfs::environ_var(p.pid, TASK_ENV).is_some_and(|t| tokens.contains(t.as_str()))
+            });
+            if ours {
+                targets.push(p.pid);
+                targets.extend(procfs::descendants(p.pid, &procs));
+            }
+        }
+        let fresh: Vec<i32> = targets
+            .into_iter()
+            .filter(|pid| !mine.contains(pid))
+            .filter(|&pid| signalled.insert(pid))
+            .collect();
+        if fresh.is_empty() {
+            break;
+        }
+        for pid in fresh {
+            // SAFETY: kill(2) touches no memory.
+            unsafe {
+                libc::kill(pid, libc::SIGKILL);
+            }
+        }
+    }
+    for shell in batch {
+        kill_group(shell.pid, libc::SIGKILL);
+    }
+    procs
+}
+
 /// `pid` and its ancestors.
 fn ancestry(pid: i32, procs: &[ProcStat]) -> HashSet<i32> {
     let mut up = HashSet::new();

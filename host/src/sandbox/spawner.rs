@@ -93,8 +93,16 @@ impl Drop for Zygote {
 pub struct Spawner {
     helper: PathBuf,
     plan: Plan,
-    zygote: Mutex<Option<ZygoteSlot>>,
+    /// Up to [`MAX_ZYGOTES`] zygotes, each started when a command finds the ones before busy:
+    /// one zygote forks one command at a time, and commands started at once (a build's worth of
+    /// background tasks) should not queue behind a single one.
+    zygotes: Vec<Mutex<Option<ZygoteSlot>>>,
+    /// Where the next command that finds every zygote busy waits.
+    next: std::sync::atomic::AtomicUsize,
 }
+
+/// The most zygotes one agent keeps: one per core, at most 4.
+pub const MAX_ZYGOTES: usize = 4;
 
 /// The zygote behind the lock (a newtype so `Spawner` can derive `Debug`).
 struct ZygoteSlot(Zygote);
@@ -110,7 +118,12 @@ impl Spawner {
         Self {
             helper,
             plan,
-            zygote: Mutex::new(None),
+            zygotes: (0..std::thread::available_parallelism()
+                .map_or(1, |n| n.get())
+                .clamp(1, MAX_ZYGOTES))
+                .map(|_| Mutex::new(None))
+                .collect(),
+            next: std::sync::atomic::AtomicUsize::new(0),
         }
     }
 
@@ -142,7 +155,7 @@ impl Spawner {
         let memfd = rustix::fs::memfd_create("corral-command", rustix::fs::MemfdFlags::CLOEXEC)?;
         std::fs::File::from(memfd.try_clone()?).write_all(&request)?;
         let (status, status_tx) = io::pipe()?;
-        let mut slot = self.zygote.lock().unwrap_or_else(PoisonError::into_inner);
+        let mut slot = self.free_slot();
         let mut last_error = None;
         for _ in 0..2 {
             let fresh = slot.as_ref().is_some_and(|z| {
@@ -178,6 +191,22 @@ impl Spawner {
             }
         }
         Err(last_error.unwrap_or_else(|| io::Error::other("the sandbox zygote failed")))
+    }
+
+    /// A zygote slot for one command: the first that is free (started or not), else the next
+    /// in turn, waited for.
+    fn free_slot(&self) -> std::sync::MutexGuard<'_, Option<ZygoteSlot>> {
+        for slot in &self.zygotes {
+            match slot.try_lock() {
+                Ok(guard) => return guard,
+                Err(std::sync::TryLockError::Poisoned(poisoned)) => return poisoned.into_inner(),
+                Err(std::sync::TryLockError::WouldBlock) => {}
+            }
+        }
+        let at = self.next.fetch_add(1, std::sync::atomic::Ordering::Relaxed) % self.zygotes.len();
+        self.zygotes[at]
+            .lock()
+            .unwrap_or_else(PoisonError::into_inner)
     }
 
     /// Starts a zygote and waits until it is confined (or says why it cannot be).
