@@ -53,6 +53,22 @@ pub const AGENT_VARS: &[&str] = &[
     "DOCKER_HOST",
 ];
 
+/// `sh` as corral's `PATH` finds it, looked up once (`/bin/sh` if it finds none). A command is
+/// started by this path: given a bare `sh` and an environment that sets `PATH` (every command's
+/// does), std would search `PATH` itself between `fork` and `exec`, and so `fork` the whole of
+/// corral instead of using `posix_spawn`.
+pub fn shell_path() -> &'static Path {
+    static SHELL: std::sync::OnceLock<std::path::PathBuf> = std::sync::OnceLock::new();
+    SHELL.get_or_init(|| {
+        std::env::var_os("PATH")
+            .into_iter()
+            .flat_map(|path| std::env::split_paths(&path).collect::<Vec<_>>())
+            .map(|dir| dir.join("sh"))
+            .find(|candidate| candidate.is_file())
+            .unwrap_or_else(|| std::path::PathBuf::from("/bin/sh"))
+    })
+}
+
 /// Whether `name` is dropped from an inherited environment.
 pub fn is_secret(name: &str) -> bool {
     let upper = name.to_ascii_uppercase();
@@ -161,8 +177,10 @@ impl Launch {
         let env = self.environment(extra);
         match &self.sandbox {
             Sandboxing::Off => {
-                let mut cmd = Command::new("sh");
-                cmd.arg("-c")
+                let mut cmd = Command::new(shell_path());
+                // Its messages still say `sh: ...`.
+                cmd.arg0("sh")
+                    .arg("-c")
                     .arg(command)
                     .env_clear()
                     .envs(env)

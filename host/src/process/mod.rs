@@ -14,6 +14,8 @@ pub use group::{
     Canceller, FAR_OFF, GroupChild, OutputSink, RunEnd, WaitOutcome, describe_status, group_alive,
     kill_group, spawn_shell,
 };
-pub use launch::{CommandEnv, Launch, PROVIDER_VARS, SECRET_WORDS, Sandboxing, is_secret};
+pub use launch::{
+    CommandEnv, Launch, PROVIDER_VARS, SECRET_WORDS, Sandboxing, is_secret, shell_path,
+};
 pub use output::{HeadTail, tail_lines};
 pub use reaper::{SWEEP_DEADLINE, TASK_ENV, adopt_orphans, adopting, kill_all_groups, sweep};

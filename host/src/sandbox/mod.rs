@@ -346,7 +346,7 @@ impl Confinement {
             env,
             mode: settings.mode,
             description,
-            shell: shell_path(),
+            shell: crate::process::shell_path().to_path_buf(),
             _proxy: proxy,
         }))
     }
@@ -426,12 +426,3 @@ fn default_helper() -> Option<PathBuf> {
 /// The helper-only executable installed beside `corral` (`host/src/bin/corral-sandbox.rs`).
 pub const SMALL_HELPER: &str = "corral-sandbox";
 
-/// `sh` as the `PATH` finds it, looked up once, so that the helper's `exec` does not search.
-fn shell_path() -> PathBuf {
-    std::env::var_os("PATH")
-        .into_iter()
-        .flat_map(|path| std::env::split_paths(&path).collect::<Vec<_>>())
-        .map(|dir| dir.join("sh"))
-        .find(|candidate| candidate.is_file())
-        .unwrap_or_else(|| PathBuf::from("/bin/sh"))
-}
