@@ -15,7 +15,8 @@
 //!
 //! **Each command** is a small init process ([`mini_init`]) in a PID namespace of its own
 //! (when the zygote may make one: it is root, or in the user namespace it made): it leads the
-//! command's process group, confines itself (capabilities, Landlock, seccomp), forks `sh` and
+//! command's process group, confines itself (capabilities, Landlock; the seccomp filter it has from
+//! the zygote), forks `sh` and
 //! waits for it. When `sh` exits, the init writes its raw wait status to the status pipe and
 //! exits, and the kernel kills whatever else is in the namespace: no process a command starts,
 //! in whatever session or group, outlives it. Killed itself (SIGKILL, the only signal that
@@ -110,10 +111,12 @@ impl Request {
 }
 
 /// What the zygote built once and every command gets: the Landlock ruleset (not yet in force
-/// on the zygote itself), the seccomp program, and whether a command gets a PID namespace.
+/// on the zygote itself) and whether a command gets a PID namespace. The seccomp filter is in
+/// force on the zygote itself, so every command inherits it as it is forked (installing it
+/// per command compiled the program into the kernel's JIT each time); the zygote needs none
+/// of what it denies.
 pub struct Prepared {
     ruleset: Option<::landlock::RulesetCreated>,
-    filter: seccompiler::BpfProgram,
     isolation: mounts::Isolation,
     pid_namespace: bool,
 }
@@ -130,9 +133,10 @@ impl Prepared {
         }
         let ruleset = landlock::ruleset(plan, isolation).map_err(|e| format!("Landlock: {e}"))?;
         let filter = seccomp::program(plan.network).map_err(|e| format!("seccomp: {e}"))?;
+        // Last: it also sets no_new_privs, and denies the mount calls step 1 used.
+        seccompiler::apply_filter(&filter).map_err(|e| format!("seccomp: {e}"))?;
         Ok(Self {
             ruleset: Some(ruleset),
-            filter,
             isolation,
             // Making a PID namespace takes CAP_SYS_ADMIN where the zygote is: as root, or in
             // the user namespace it made.
@@ -140,13 +144,13 @@ impl Prepared {
         })
     }
 
-    /// Steps 2 and 3 in a freshly forked command: every capability dropped, the Landlock
-    /// ruleset and the seccomp filter in force. Returns the reason on failure.
+    /// Step 2 in a freshly forked command (which has step 3, the seccomp filter, from the
+    /// zygote): every capability dropped, the Landlock ruleset in force. Returns the reason on
+    /// failure.
     fn confine(&mut self) -> Result<(), String> {
         capabilities::drop_all().map_err(|e| format!("dropping capabilities: {e}"))?;
         let ruleset = self.ruleset.take().ok_or("the Landlock ruleset was used")?;
         landlock::enforce(ruleset).map_err(|e| format!("Landlock: {e}"))?;
-        seccompiler::apply_filter(&self.filter).map_err(|e| format!("seccomp: {e}"))?;
         Ok(())
     }
 }
