@@ -107,6 +107,26 @@ impl Agent {
     }
 
     /// The background manager, when the shell tools are enabled.
+    /// Switches the model for the next calls (`/model` in chat). The conversation goes on.
+    pub fn set_model(&mut self, model: impl Into<String>) {
+        self.config.model = model.into();
+    }
+
+    /// Starts a new session (`/clear` in chat): an empty history in a new session file; the
+    /// old file stays on disk. Background tasks keep running; their results go to the new
+    /// conversation.
+    pub fn new_session(&mut self) -> Result<(), AgentError> {
+        let dir = self.workspace.state_dir().join("sessions");
+        self.session = SessionLog::create(&dir, &self.config.model)?;
+        self.history = History::new();
+        (self.events)(&Event::SessionStarted {
+            session_id: self.session.id().to_string(),
+            path: self.session.path().display().to_string(),
+            resumed: false,
+        });
+        Ok(())
+    }
+
     pub fn background(&self) -> Option<&Arc<BackgroundManager>> {
         self.background.as_ref()
     }

@@ -10,6 +10,7 @@ use corral::background::format_runtime;
 
 use super::args::AgentArgs;
 use super::render::Display;
+use super::slash::Slash;
 
 pub async fn chat(args: AgentArgs) -> anyhow::Result<ExitCode> {
     super::signals::contain();
@@ -63,7 +64,7 @@ pub async fn chat(args: AgentArgs) -> anyhow::Result<ExitCode> {
         Err(e) => return Ok(super::fail(&e)),
     };
     display.note(&format!(
-        "corral chat in {} (session {}); /tasks, /kill <id>, /exit",
+        "corral chat in {} (session {}); /help for the commands, /exit to leave",
         agent.workspace().root().display(),
         agent.session_id()
     ));
@@ -75,6 +76,8 @@ pub async fn chat(args: AgentArgs) -> anyhow::Result<ExitCode> {
             }
         }
     });
+    // The tokens of the prompts that ended well, for /usage.
+    let mut used = corral::llm::Usage::default();
     loop {
         display.prompt("> ");
         let line = tokio::select! {
@@ -87,25 +90,21 @@ pub async fn chat(args: AgentArgs) -> anyhow::Result<ExitCode> {
             }
         };
         let Some(line) = line else { break };
-        let line = line.trim();
-        match line
-            .split_once(' ')
-            .map_or((line, ""), |(a, b)| (a, b.trim()))
-        {
-            ("", _) => continue,
-            ("/exit" | "/quit", _) => break,
-            ("/tasks", _) => {
-                tasks(&agent);
+        let prompt = match super::slash::parse(&line) {
+            Ok(super::slash::Line::Prompt(prompt)) => prompt,
+            Ok(super::slash::Line::Empty) => continue,
+            Ok(super::slash::Line::Command(Slash::Exit)) => break,
+            Ok(super::slash::Line::Command(command)) => {
+                run_command(&mut agent, command, &used);
                 continue;
             }
-            ("/kill", id) => {
-                kill(&agent, id);
+            Err(message) => {
+                eprintln!("corral: {message}");
                 continue;
             }
-            _ => {}
-        }
+        };
         let result = tokio::select! {
-            result = agent.prompt(line) => result,
+            result = agent.prompt(&prompt) => result,
             signal = super::signals::interrupted() => {
                 corral::process::kill_all_groups();
                 agent.shutdown();
@@ -116,7 +115,10 @@ pub async fn chat(args: AgentArgs) -> anyhow::Result<ExitCode> {
         };
         display.finish();
         match result {
-            Ok(outcome) => display.answer(&outcome.text),
+            Ok(outcome) => {
+                used += outcome.usage;
+                display.answer(&outcome.text);
+            }
             Err(error) => eprintln!("corral: {error}"),
         }
     }
@@ -145,6 +147,34 @@ fn ask_escalation(
         "y" | "yes" => Answer::Yes,
         "a" | "always" => Answer::Always,
         _ => Answer::No,
+    }
+}
+
+/// Carries out a slash command other than `/exit`.
+fn run_command(agent: &mut Agent, command: Slash, used: &corral::llm::Usage) {
+    match command {
+        Slash::Help => {
+            for (name, what) in super::slash::HELP {
+                eprintln!("  {name:<15} {what}");
+            }
+            eprintln!("  a line starting with // is sent as a prompt starting with /");
+        }
+        Slash::Tasks => tasks(agent),
+        Slash::Kill(id) => kill(agent, &id),
+        Slash::Clear => match agent.new_session() {
+            Ok(()) => eprintln!("new session {}", agent.session_id()),
+            Err(e) => eprintln!("corral: {e}"),
+        },
+        Slash::Model(None) => eprintln!("model: {}", agent.config().model),
+        Slash::Model(Some(model)) => {
+            agent.set_model(model);
+            eprintln!("model: {} from the next call on", agent.config().model);
+        }
+        Slash::Usage => eprintln!(
+            "this chat: {} tokens in ({} cached), {} out",
+            used.input_tokens, used.cache_read_input_tokens, used.output_tokens
+        ),
+        Slash::Exit => {}
     }
 }
 

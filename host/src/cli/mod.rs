@@ -8,6 +8,7 @@ mod render;
 mod run;
 mod scaffold;
 mod sessions;
+mod slash;
 mod signals;
 mod term;
 mod trust;
