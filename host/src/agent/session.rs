@@ -275,7 +275,7 @@ pub fn list(dir: &Path) -> Result<(Vec<SessionSummary>, Vec<String>), SessionErr
             Err(error) => problems.push(error.to_string()),
         }
     }
-    found.sort_by(|a, b| b.0.cmp(&a.0));
+    found.sort_by_key(|(modified, _)| std::cmp::Reverse(*modified));
     Ok((found.into_iter().map(|(_, s)| s).collect(), problems))
 }
 
