@@ -97,45 +97,12 @@ impl Shell {
             }
             return Vec::new();
         }
-        let me = std::process::id() as i32;
-        let mut signalled: HashSet<i32> = HashSet::new();
-        // Tokens read so far, by pid and start time (a process's environment does not change).
-        let mut tokens: HashMap<(i32, u64), Option<String>> = HashMap::new();
-        let mut procs = Vec::new();
-        for _ in 0..KILL_ROUNDS {
-            procs = procfs::all();
-            let mine = ancestry(me, &procs);
-            let mut targets = Vec::new();
-            if procs
-                .iter()
-                .any(|p| p.pid == self.pid && p.start_ticks == self.start)
-            {
-                targets.extend(procfs::descendants(self.pid, &procs));
-            }
-            for p in procs.iter().filter(|p| p.start_ticks >= self.start) {
-                let token = tokens
-                    .entry((p.pid, p.start_ticks))
-                    .or_insert_with(|| procfs::environ_var(p.pid, TASK_ENV));
-                if token.as_deref() == Some(self.token.as_str()) {
-                    targets.push(p.pid);
-                    targets.extend(procfs::descendants(p.pid, &procs));
-                }
-            }
-            let fresh: Vec<i32> = targets
-                .into_iter()
-                .filter(|pid| *pid != self.pid && !mine.contains(pid))
-                .filter(|&pid| signalled.insert(pid))
-                .collect();
-            if fresh.is_empty() {
-                break;
-            }
-            for pid in fresh {
-                // SAFETY: kill(2) touches no memory.
-                unsafe {
-                    libc::kill(pid, signal);
-                }
-            }
-        }
+        let procs = kill_carriers(
+            &[self.token.as_str()].into_iter().collect(),
+            self.start,
+            Some(self),
+            signal,
+        );
         kill_group(self.pid, signal);
         procs
     }
@@ -213,29 +180,50 @@ pub(super) fn end_exited(shell: Shell) {
     }
 }
 
-/// SIGKILL to every process carrying the token of one of the `batch` shells (started since the earliest
-/// of them) and what is below it, round after round as [`Shell::kill`] does, then to their
-/// groups. A process below a live shell is that shell's, and its environment is not read.
+/// SIGKILL to everything the `batch` shells left ([`kill_carriers`]), then to their groups.
 fn kill_batch(batch: &[Shell]) -> Vec<ProcStat> {
     let Some(earliest) = batch.iter().map(|s| s.start).min() else {
         return Vec::new();
     };
     let tokens: HashSet<&str> = batch.iter().map(|s| s.token.as_str()).collect();
-    let live: HashSet<i32> = shells()
+    let procs = kill_carriers(&tokens, earliest, None, libc::SIGKILL);
+    for shell in batch {
+        kill_group(shell.pid, libc::SIGKILL);
+    }
+    procs
+}
+
+/// Sends `signal` to every process started since `earliest` that carries one of `tokens`, and
+/// what is below it, round after round until a look at `/proc` finds nothing new (at most
+/// [`KILL_ROUNDS`]); with a `shell` not yet reaped, also to everything below it. Never to this
+/// process or what it runs in, nor to the shell itself (its group gets the signal after). What
+/// runs below another live shell is that shell's: its environment is not read. Returns the
+/// last look at `/proc`.
+fn kill_carriers(
+    tokens: &HashSet<&str>,
+    earliest: u64,
+    shell: Option<&Shell>,
+    signal: i32,
+) -> Vec<ProcStat> {
+    let others: HashSet<i32> = shells()
         .as_ref()
         .map(|s| s.keys().copied().collect())
         .unwrap_or_default();
     let me = std::process::id() as i32;
     let mut signalled: HashSet<i32> = HashSet::new();
+    // Tokens read so far, by pid and start time (a process's environment does not change).
     let mut read: HashMap<(i32, u64), bool> = HashMap::new();
     let mut procs = Vec::new();
     for _ in 0..KILL_ROUNDS {
         procs = procfs::all();
         let mine = ancestry(me, &procs);
         let parents: HashMap<i32, i32> = procs.iter().map(|p| (p.pid, p.ppid)).collect();
-        let under_live = |mut pid: i32| {
+        let under_other = |mut pid: i32| {
             for _ in 0..64 {
-                if live.contains(&pid) {
+                if shell.is_some_and(|s| s.pid == pid) {
+                    return false;
+                }
+                if others.contains(&pid) {
                     return true;
                 }
                 match parents.get(&pid) {
@@ -246,21 +234,28 @@ fn kill_batch(batch: &[Shell]) -> Vec<ProcStat> {
             false
         };
         let mut targets = Vec::new();
+        if let Some(shell) = shell
+            && procs
+                .iter()
+                .any(|p| p.pid == shell.pid && p.start_ticks == shell.start)
+        {
+            targets.extend(procfs::descendants(shell.pid, &procs));
+        }
         for p in procs.iter().filter(|p| p.start_ticks >= earliest) {
-            if mine.contains(&p.pid) || under_live(p.pid) {
+            if mine.contains(&p.pid) || under_other(p.pid) {
                 continue;
             }
-            let ours = *read.entry((p.pid, p.start_ticks)).or_insert_with(|| {
+            let carries = *read.entry((p.pid, p.start_ticks)).or_insert_with(|| {
                 procfs::environ_var(p.pid, TASK_ENV).is_some_and(|t| tokens.contains(t.as_str()))
             });
-            if ours {
+            if carries {
                 targets.push(p.pid);
                 targets.extend(procfs::descendants(p.pid, &procs));
             }
         }
         let fresh: Vec<i32> = targets
             .into_iter()
-            .filter(|pid| !mine.contains(pid))
+            .filter(|pid| shell.is_none_or(|s| s.pid != *pid) && !mine.contains(pid))
             .filter(|&pid| signalled.insert(pid))
             .collect();
         if fresh.is_empty() {
@@ -269,12 +264,9 @@ fn kill_batch(batch: &[Shell]) -> Vec<ProcStat> {
         for pid in fresh {
             // SAFETY: kill(2) touches no memory.
             unsafe {
-                libc::kill(pid, libc::SIGKILL);
+                libc::kill(pid, signal);
             }
         }
-    }
-    for shell in batch {
-        kill_group(shell.pid, libc::SIGKILL);
     }
     procs
 }
