@@ -715,6 +715,52 @@ fn one_helper_for_every_command_follows_the_disk_and_shares_nothing() {
     outside.assert_untouched();
 }
 
+/// The protected git entries are mounts a command cannot move, but their folder was not:
+/// moving `.git` aside and making a new one put a `.git/config` and hooks of the command's own
+/// where the user's git reads them. `.git` itself cannot be moved away or removed.
+#[test]
+fn git_config_cannot_be_swapped_by_moving_dot_git_aside() {
+    if !landlock("git_config_cannot_be_swapped_by_moving_dot_git_aside") {
+        return;
+    }
+    let outside = Outside::new();
+    let corral = outside.corral();
+    corral.write(".git/config", "[core]\n");
+    corral.write(".git/hooks/README", "hooks\n");
+    corral.write(".git/HEAD", "ref: refs/heads/main\n");
+    let results = corral.call_tools(vec![
+        bash(
+            "swap",
+            "mv .git .git-old && mkdir -p .git/hooks && \
+             printf '[core]\\n\\tfsmonitor = evil\\n' > .git/config && \
+             echo evil > .git/hooks/pre-commit && echo swapped",
+        ),
+        bash("remove", "rm -rf .git && echo removed"),
+        bash(
+            "objects",
+            "mkdir -p .git/objects/ab && echo x > .git/objects/ab/cd && echo objects-ok",
+        ),
+    ]);
+    assert!(
+        results[0].0 && !results[0].1.contains("swapped"),
+        "{:?}",
+        results[0]
+    );
+    assert!(
+        results[1].0 && !results[1].1.contains("removed"),
+        "{:?}",
+        results[1]
+    );
+    assert!(
+        !results[2].0 && results[2].1.contains("objects-ok"),
+        "{:?}",
+        results[2]
+    );
+    assert_eq!(corral.read(".git/config"), "[core]\n");
+    assert!(!corral.path(".git/hooks/pre-commit").exists());
+    assert!(!corral.path(".git-old").exists());
+}
+
 /// A command's exit status comes from its init (the zygote's child) over a pipe: the command
 /// can neither write a status of its own into that pipe (through `/proc/PID/fd`) nor hold it
 /// open so that corral waits on it past the command's end.
