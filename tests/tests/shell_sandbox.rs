@@ -800,6 +800,46 @@ fn a_command_cannot_forge_its_status_or_hold_it_open() {
     );
 }
 
+/// Where Landlock alone confines, reads are granted entry by entry around the hidden paths,
+/// walking the folders that hold one (`/tmp` holds the tmux and X11 sockets): an entry there
+/// is granted as itself, never as the target of a symlink a command put in its place.
+#[test]
+fn without_namespaces_a_symlink_does_not_open_a_hidden_path() {
+    if !landlock("without_namespaces_a_symlink_does_not_open_a_hidden_path") {
+        return;
+    }
+    let outside = Outside::new();
+    let corral = outside.corral().env("CORRAL_SANDBOX_NO_NAMESPACES", "1");
+    let ssh = corral.home.path().join(".ssh");
+    std::fs::create_dir(&ssh).expect("ssh");
+    std::fs::write(ssh.join("id_ed25519"), "PRIVATE-KEY-MATERIAL").expect("key");
+    let link = PathBuf::from(format!(
+        "/tmp/corral-test-hidden-link-{}",
+        std::process::id()
+    ));
+    let _ = std::fs::remove_file(&link);
+    // One session plants the link; the next one's helper is set up with it in place.
+    let planted = corral.call_tools(vec![bash(
+        "plant",
+        &format!(
+            "ln -s {} {} && echo planted",
+            sh_quote(&ssh),
+            sh_quote(&link)
+        ),
+    )]);
+    let read = corral.call_tools(vec![bash(
+        "read",
+        &format!("cat {}/id_ed25519", sh_quote(&link)),
+    )]);
+    let _ = std::fs::remove_file(&link);
+    assert!(planted[0].1.contains("planted"), "{:?}", planted[0]);
+    assert!(
+        read[0].0 && !read[0].1.contains("PRIVATE-KEY-MATERIAL"),
+        "a hidden path was read through a symlink: {:?}",
+        read[0]
+    );
+}
+
 /// The shell starts with the signal dispositions a shell expects: the zygote's own ignored
 /// SIGPIPE (Rust's runtime ignores it) stays with it, so `yes | head` ends quietly.
 #[test]
