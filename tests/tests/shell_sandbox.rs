@@ -37,7 +37,7 @@ impl Outside {
     fn corral(&self) -> Corral {
         // Commands get a $TMPDIR of their own, so it is not the base folder either.
         let tmp = self.base.path().join("tmp");
-        std::fs::create_dir(&tmp).expect("tmp");
+        std::fs::create_dir_all(&tmp).expect("tmp");
         Corral::in_dir(self.base.path()).env("TMPDIR", tmp.to_str().expect("utf-8"))
     }
 
@@ -687,9 +687,15 @@ fn one_helper_for_every_command_follows_the_disk_and_shares_nothing() {
     );
     assert_eq!(corral.read(".git/config"), "[core]\n");
     let memory = &second[1].content;
-    assert!(memory.contains("zygote=") && !memory.contains("zygote= "), "{memory}");
+    assert!(
+        memory.contains("zygote=") && !memory.contains("zygote= "),
+        "{memory}"
+    );
     for secret in ["test-key", "ANTHROPIC", "CORRAL_TASK"] {
-        assert!(!memory.contains(secret), "{secret} in a helper's memory: {memory}");
+        assert!(
+            !memory.contains(secret),
+            "{secret} in a helper's memory: {memory}"
+        );
     }
     // Out of the command's PID namespace (or its Landlock domain) the zygote cannot be named.
     let signal = &second[2].content;
@@ -707,4 +713,146 @@ fn one_helper_for_every_command_follows_the_disk_and_shares_nothing() {
         assert!(sleepers.is_empty(), "a leftover survived: {sleepers}");
     }
     outside.assert_untouched();
+}
+
+/// The protected git entries are mounts a command cannot move, but their folder was not:
+/// moving `.git` aside and making a new one put a `.git/config` and hooks of the command's own
+/// where the user's git reads them. `.git` itself cannot be moved away or removed.
+#[test]
+fn git_config_cannot_be_swapped_by_moving_dot_git_aside() {
+    if !landlock("git_config_cannot_be_swapped_by_moving_dot_git_aside") {
+        return;
+    }
+    let outside = Outside::new();
+    let corral = outside.corral();
+    corral.write(".git/config", "[core]\n");
+    corral.write(".git/hooks/README", "hooks\n");
+    corral.write(".git/HEAD", "ref: refs/heads/main\n");
+    let results = corral.call_tools(vec![
+        bash(
+            "swap",
+            "mv .git .git-old && mkdir -p .git/hooks && \
+             printf '[core]\\n\\tfsmonitor = evil\\n' > .git/config && \
+             echo evil > .git/hooks/pre-commit && echo swapped",
+        ),
+        bash("remove", "rm -rf .git && echo removed"),
+        bash(
+            "objects",
+            "mkdir -p .git/objects/ab && echo x > .git/objects/ab/cd && echo objects-ok",
+        ),
+    ]);
+    assert!(
+        results[0].0 && !results[0].1.contains("swapped"),
+        "{:?}",
+        results[0]
+    );
+    assert!(
+        results[1].0 && !results[1].1.contains("removed"),
+        "{:?}",
+        results[1]
+    );
+    assert!(
+        !results[2].0 && results[2].1.contains("objects-ok"),
+        "{:?}",
+        results[2]
+    );
+    assert_eq!(corral.read(".git/config"), "[core]\n");
+    assert!(!corral.path(".git/hooks/pre-commit").exists());
+    assert!(!corral.path(".git-old").exists());
+}
+
+/// A command's exit status comes from its init (the zygote's child) over a pipe: the command
+/// can neither write a status of its own into that pipe (through `/proc/PID/fd`) nor hold it
+/// open so that corral waits on it past the command's end.
+#[test]
+fn a_command_cannot_forge_its_status_or_hold_it_open() {
+    if !landlock("a_command_cannot_forge_its_status_or_hold_it_open") {
+        return;
+    }
+    let outside = Outside::new();
+    let corral = outside.corral();
+    // The raw wait status of `exit 42`, in the init's byte order (x86_64, aarch64).
+    let forge = "sh_pid=$(awk '/^PPid/{print $2}' /proc/self/status); \
+                 init=$(awk '/^PPid/{print $2}' /proc/$sh_pid/status); \
+                 printf '\\000\\052\\000\\000' > /proc/$init/fd/3 && echo forged; exit 0";
+    let results = corral.call_tools(vec![bash("forge", forge)]);
+    assert!(
+        !results[0].0 && results[0].1.contains("exit code 0"),
+        "the status was forged: {:?}",
+        results[0]
+    );
+    // Without a PID namespace a leftover outside the task's group and token can live on: it
+    // must not take the status the init writes and keep the pipe open, so that corral waits.
+    let corral = outside.corral().env("CORRAL_SANDBOX_NO_NAMESPACES", "1");
+    let hold = "(setsid env -i INIT=$PPID sh -c 'exec 5<>/proc/$INIT/fd/3; head -c 4 <&5; sleep 25' \
+                </dev/null >/dev/null 2>&1 &); sleep 1; exit 3";
+    let started = std::time::Instant::now();
+    let results = corral.call_tools(vec![bash("hold", hold)]);
+    assert!(
+        started.elapsed() < std::time::Duration::from_secs(20),
+        "corral waited {:?} on a status pipe a leftover held",
+        started.elapsed()
+    );
+    assert!(
+        results[0].0 && results[0].1.contains("exit code 3"),
+        "{:?}",
+        results[0]
+    );
+}
+
+/// Where Landlock alone confines, reads are granted entry by entry around the hidden paths,
+/// walking the folders that hold one (`/tmp` holds the tmux and X11 sockets): an entry there
+/// is granted as itself, never as the target of a symlink a command put in its place.
+#[test]
+fn without_namespaces_a_symlink_does_not_open_a_hidden_path() {
+    if !landlock("without_namespaces_a_symlink_does_not_open_a_hidden_path") {
+        return;
+    }
+    let outside = Outside::new();
+    let corral = outside.corral().env("CORRAL_SANDBOX_NO_NAMESPACES", "1");
+    let ssh = corral.home.path().join(".ssh");
+    std::fs::create_dir(&ssh).expect("ssh");
+    std::fs::write(ssh.join("id_ed25519"), "PRIVATE-KEY-MATERIAL").expect("key");
+    let link = PathBuf::from(format!(
+        "/tmp/corral-test-hidden-link-{}",
+        std::process::id()
+    ));
+    let _ = std::fs::remove_file(&link);
+    // One session plants the link; the next one's helper is set up with it in place.
+    let planted = corral.call_tools(vec![bash(
+        "plant",
+        &format!(
+            "ln -s {} {} && echo planted",
+            sh_quote(&ssh),
+            sh_quote(&link)
+        ),
+    )]);
+    let read = corral.call_tools(vec![bash(
+        "read",
+        &format!("cat {}/id_ed25519", sh_quote(&link)),
+    )]);
+    let _ = std::fs::remove_file(&link);
+    assert!(planted[0].1.contains("planted"), "{:?}", planted[0]);
+    assert!(
+        read[0].0 && !read[0].1.contains("PRIVATE-KEY-MATERIAL"),
+        "a hidden path was read through a symlink: {:?}",
+        read[0]
+    );
+}
+
+/// The shell starts with the signal dispositions a shell expects: the zygote's own ignored
+/// SIGPIPE (Rust's runtime ignores it) stays with it, so `yes | head` ends quietly.
+#[test]
+fn commands_do_not_inherit_the_zygotes_ignored_sigpipe() {
+    if !landlock("commands_do_not_inherit_the_zygotes_ignored_sigpipe") {
+        return;
+    }
+    let outside = Outside::new();
+    let corral = outside.corral();
+    let results = corral.call_tools(vec![bash("pipe", "yes | head -n 1")]);
+    assert!(
+        !results[0].0 && results[0].1.starts_with("y\n") && !results[0].1.contains("Broken pipe"),
+        "{:?}",
+        results[0]
+    );
 }

@@ -135,9 +135,8 @@ impl Launch {
         let mut env: Vec<(OsString, OsString)> = match &self.env {
             CommandEnv::Inherit => std::env::vars_os()
                 .filter(|(name, _)| {
-                    name.to_str().is_none_or(|name| {
-                        !is_secret(name) || self.keep.iter().any(|k| k == name)
-                    })
+                    name.to_str()
+                        .is_none_or(|name| !is_secret(name) || self.keep.iter().any(|k| k == name))
                 })
                 .collect(),
             CommandEnv::Only(names) => names
@@ -150,7 +149,11 @@ impl Launch {
         if let Sandboxing::On(confinement) = &self.sandbox {
             env.extend(confinement.env().iter().map(|(k, v)| (k.into(), v.into())));
         }
-        env.extend(extra.iter().map(|(k, v)| (OsString::from(k), OsString::from(v))));
+        env.extend(
+            extra
+                .iter()
+                .map(|(k, v)| (OsString::from(k), OsString::from(v))),
+        );
         // One value per name, the last one given.
         let mut seen = std::collections::HashSet::new();
         let mut unique: Vec<(OsString, OsString)> = env
@@ -260,17 +263,35 @@ impl Started {
             Self::Confined(c) => {
                 if c.status.is_none() && readable(c.spawned.pidfd.as_fd())? {
                     // The init wrote the shell's raw status before it exited; an empty pipe
-                    // means it was killed (SIGKILL is the only signal that reaches it).
+                    // means it was killed (SIGKILL is the only signal that reaches it). The
+                    // read never waits: the init is gone, and no one else may hold the pipe
+                    // open to make corral wait (the init is not dumpable, but a pipe is one
+                    // more descriptor a command should not be able to stall corral with).
                     let mut raw = [0u8; 4];
-                    let status = match c.spawned.status.read_exact(&mut raw) {
-                        Ok(()) => i32::from_ne_bytes(raw),
-                        Err(_) => libc::SIGKILL,
+                    let status = match read_now(&c.spawned.status, &mut raw) {
+                        Ok(4) => i32::from_ne_bytes(raw),
+                        _ => libc::SIGKILL,
                     };
                     c.status = Some(ExitStatus::from_raw(status));
                 }
                 Ok(c.status)
             }
         }
+    }
+}
+
+/// One read of `pipe` that does not wait: what it holds now (0 when empty, or at its end).
+fn read_now(mut pipe: &io::PipeReader, buf: &mut [u8]) -> io::Result<usize> {
+    // SAFETY: fcntl on a descriptor we own, with integer arguments.
+    unsafe {
+        let flags = libc::fcntl(pipe.as_raw_fd(), libc::F_GETFL);
+        if flags < 0 || libc::fcntl(pipe.as_raw_fd(), libc::F_SETFL, flags | libc::O_NONBLOCK) < 0 {
+            return Err(io::Error::last_os_error());
+        }
+    }
+    match pipe.read(buf) {
+        Err(e) if e.kind() == io::ErrorKind::WouldBlock => Ok(0),
+        other => other,
     }
 }
 

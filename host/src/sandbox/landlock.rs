@@ -21,11 +21,12 @@
 //! the kernel does not enforce at all is an error; so is a network host list without TCP
 //! rules, which [`super::Confinement::new`] also refuses up front.
 
+use std::fs::File;
 use std::path::{Path, PathBuf};
 
 use landlock::{
     ABI, Access, AccessFs, AccessNet, BitFlags, CompatLevel, Compatible, NetPort, PathBeneath,
-    PathFd, Ruleset, RulesetAttr, RulesetCreated, RulesetCreatedAttr, RulesetStatus, Scope,
+    Ruleset, RulesetAttr, RulesetCreated, RulesetCreatedAttr, RulesetStatus, Scope,
 };
 
 use super::mounts::Isolation;
@@ -60,43 +61,42 @@ pub fn ruleset(plan: &Plan, isolation: Isolation) -> Result<RulesetCreated, Stri
     ruleset = ruleset.scope(Scope::from_all(TARGET_ABI)).map_err(error)?;
     let mut created = ruleset.create().map_err(error)?.no_new_privs(true);
 
-    let mut rules: Vec<(PathBuf, BitFlags<AccessFs>)> = Vec::new();
+    // Each rule holds the entry as opened at its path, with no symlink on the way.
+    let mut rules: Vec<(File, BitFlags<AccessFs>)> = Vec::new();
+    let mut top = Vec::new();
+    let mut grant = |path: &Path, access| {
+        // A path that does not exist (no $TMPDIR, no /dev/tty), or no longer leads where the
+        // plan said, grants nothing.
+        if let Some(entry) = open_as_planned(path) {
+            rules.push((entry, access));
+        }
+    };
     match isolation {
-        Isolation::Mounts => rules.push(("/".into(), read)),
-        Isolation::LandlockOnly => around(Path::new("/"), &plan.hidden, read, &mut rules),
+        Isolation::Mounts => grant(Path::new("/"), read),
+        Isolation::LandlockOnly => around(Path::new("/"), &plan.hidden, read, &mut grant),
     }
-    rules.push(("/dev".into(), read | AccessFs::IoctlDev));
+    grant(Path::new("/dev"), read | AccessFs::IoctlDev);
     if plan.workspace_writable {
         match isolation {
-            Isolation::Mounts => rules.push((plan.workspace.clone(), read | write)),
+            Isolation::Mounts => grant(&plan.workspace, read | write),
             Isolation::LandlockOnly => {
-                for entry in top_entries(plan) {
-                    let access = if entry.metadata().is_ok_and(|m| m.is_dir()) {
-                        read | write
-                    } else {
-                        (read | write) & AccessFs::from_file(TARGET_ABI)
-                    };
-                    created = created
-                        .add_rule(PathBeneath::new(entry, access))
-                        .map_err(error)?;
-                }
+                top = top_entries(plan);
             }
         }
     }
     for path in &plan.writable {
-        rules.push((path.clone(), read | write));
+        grant(path, read | write);
     }
-    for (path, access) in rules {
-        // A path that does not exist (no $TMPDIR, no /dev/tty) grants nothing.
-        let Ok(fd) = PathFd::new(&path) else { continue };
-        let access = if is_dir(&path) {
+    rules.extend(top.into_iter().map(|entry| (entry, read | write)));
+    for (entry, access) in rules {
+        let access = if entry.metadata().is_ok_and(|m| m.is_dir()) {
             access
         } else {
             access & AccessFs::from_file(TARGET_ABI)
         };
         created = created
-            .add_rule(PathBeneath::new(fd, access))
-            .map_err(|e| format!("{}: {e}", path.display()))?;
+            .add_rule(PathBeneath::new(entry, access))
+            .map_err(error)?;
     }
     if let NetPlan::Proxy { port } = plan.network {
         created = created
@@ -118,11 +118,29 @@ pub fn enforce(ruleset: RulesetCreated) -> Result<(), String> {
     Ok(())
 }
 
-/// The workspace's top-level entries the Landlock-only way may grant: each opened without
-/// following a symlink (a link would grant its target, anywhere), symlinks skipped, and
+/// `path` opened (`O_PATH`) with no symlink anywhere on the way (`RESOLVE_NO_SYMLINKS`), or
+/// `None`. The plan's paths are canonical, so a symlink on the way is one put there since (in a
+/// folder commands may write, such as `/tmp` or the workspace): followed, it would grant its
+/// target, which may be a hidden path or anywhere else. Opened once, the rule holds that very
+/// entry whatever is renamed after.
+fn open_as_planned(path: &Path) -> Option<File> {
+    use rustix::fs::{CWD, Mode, OFlags, ResolveFlags, openat2};
+    openat2(
+        CWD,
+        path,
+        OFlags::PATH | OFlags::CLOEXEC,
+        Mode::empty(),
+        ResolveFlags::NO_SYMLINKS,
+    )
+    .ok()
+    .map(File::from)
+}
+
+/// The workspace's top-level entries the Landlock-only way may grant: each opened with no
+/// symlink on the way ([`open_as_planned`]: a link would grant its target, anywhere), and
 /// neither a protected entry nor another name of one (a hard link of `corral.toml`).
-fn top_entries(plan: &Plan) -> Vec<std::fs::File> {
-    use std::os::unix::fs::{MetadataExt, OpenOptionsExt};
+fn top_entries(plan: &Plan) -> Vec<File> {
+    use std::os::unix::fs::MetadataExt;
     let identity = |m: &std::fs::Metadata| (m.dev(), m.ino());
     let protected: Vec<(u64, u64)> = plan
         .protected
@@ -136,42 +154,34 @@ fn top_entries(plan: &Plan) -> Vec<std::fs::File> {
     entries
         .flatten()
         .filter_map(|entry| {
-            let file = std::fs::OpenOptions::new()
-                .read(true)
-                .custom_flags(libc::O_PATH | libc::O_NOFOLLOW | libc::O_CLOEXEC)
-                .open(entry.path())
-                .ok()?;
+            let file = open_as_planned(&entry.path())?;
             let meta = file.metadata().ok()?;
-            let keep = !meta.file_type().is_symlink() && !protected.contains(&identity(&meta));
-            keep.then_some(file)
+            (!protected.contains(&identity(&meta))).then_some(file)
         })
         .collect()
 }
 
-fn is_dir(path: &Path) -> bool {
-    std::fs::metadata(path).is_ok_and(|m| m.is_dir())
-}
-
 /// Read rules for everything beneath `dir` but the `hidden` paths: entries that hold no hidden
-/// path are granted whole; those that hold one are walked into; a hidden entry is skipped.
+/// path are granted whole; those that hold one are walked into; a hidden entry is skipped, and
+/// so is a symlink (its target is granted, or not, at its own path).
 fn around(
     dir: &Path,
     hidden: &[PathBuf],
     read: BitFlags<AccessFs>,
-    rules: &mut Vec<(PathBuf, BitFlags<AccessFs>)>,
+    grant: &mut impl FnMut(&Path, BitFlags<AccessFs>),
 ) {
     let inside: Vec<&PathBuf> = hidden.iter().filter(|h| h.starts_with(dir)).collect();
     if inside.is_empty() {
-        rules.push((dir.to_path_buf(), read));
+        grant(dir, read);
         return;
     }
-    if inside.iter().any(|h| h.as_path() == dir) {
+    if inside.iter().any(|h| h.as_path() == dir) || open_as_planned(dir).is_none() {
         return;
     }
     let Ok(entries) = std::fs::read_dir(dir) else {
         return;
     };
     for entry in entries.flatten() {
-        around(&entry.path(), hidden, read, rules);
+        around(&entry.path(), hidden, read, grant);
     }
 }

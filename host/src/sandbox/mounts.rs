@@ -7,7 +7,9 @@
 //! helper runs before any thread starts), as `unshare(CLONE_NEWUSER)` requires.
 //!
 //! Every path is opened with `O_PATH | O_NOFOLLOW` and mounted through `/proc/self/fd/N`, so a
-//! symlink put in a protected entry's place is refused rather than followed.
+//! symlink put in a protected entry's place is refused rather than followed. The folders
+//! between the workspace and a protected entry (`.git`) are mounts too, so that they cannot be
+//! moved away with the read-only entry inside them ([`pin_folders`]).
 //!
 //! Mount changes need privileges the command then no longer has: Landlock forbids any change
 //! of the mount topology to a confined process ([`super::landlock`]), so the command cannot
@@ -62,7 +64,9 @@ pub fn isolate(plan: &Plan) -> io::Result<Isolation> {
     mount(None, "/", None, libc::MS_REC | libc::MS_PRIVATE, None)
         .map_err(|e| context(e, "making the mounts private"))?;
     read_only_but(&writable_roots(plan))?;
+    let mut pinned = Vec::new();
     for path in &plan.protected {
+        pin_folders(&plan.workspace, path, &mut pinned)?;
         if let Some(entry) = open_entry(path)? {
             bind_read_only(&entry, path).map_err(|e| context(e, &path.display().to_string()))?;
         }
@@ -188,6 +192,35 @@ fn open_entry(path: &Path) -> io::Result<Option<File>> {
 
 fn fd_path(file: &File) -> String {
     format!("/proc/self/fd/{}", file.as_raw_fd())
+}
+
+/// Makes each folder between `workspace` and the protected entry `path` (`.git` for
+/// `.git/config`) a mount of its own, bound over itself and as writable as before: a mount
+/// point cannot be renamed or removed, so a command cannot move `.git` aside, make a new one
+/// and put a `.git/config` of its own where git looks (a read-only bind is carried along with
+/// its folder, which a rename moves). A symlink in the way is refused, as at the entry itself.
+/// `pinned` holds the folders already done.
+fn pin_folders(workspace: &Path, path: &Path, pinned: &mut Vec<PathBuf>) -> io::Result<()> {
+    let Ok(rel) = path.strip_prefix(workspace) else {
+        return Ok(());
+    };
+    let mut folder = workspace.to_path_buf();
+    let mut parts: Vec<_> = rel.components().collect();
+    parts.pop();
+    for part in parts {
+        folder.push(part);
+        if pinned.contains(&folder) {
+            continue;
+        }
+        let Some(entry) = open_entry(&folder)? else {
+            return Ok(());
+        };
+        let at = fd_path(&entry);
+        mount(Some(&at), &at, None, libc::MS_BIND | libc::MS_REC, None)
+            .map_err(|e| context(e, &folder.display().to_string()))?;
+        pinned.push(folder.clone());
+    }
+    Ok(())
 }
 
 /// Bind-mounts `entry` (opened at `path`) over itself, read-only, keeping the flags a user

@@ -183,4 +183,3 @@ pub fn program(network: NetPlan) -> Result<BpfProgram, String> {
     .map_err(|e| e.to_string())?;
     BpfProgram::try_from(filter).map_err(|e| e.to_string())
 }
-

@@ -170,7 +170,11 @@ impl Spawner {
                 unreachable!("a zygote was just put in the slot")
             };
             match exchange(zygote, memfd.as_fd(), output, status_tx.as_fd()) {
-                Ok(Reply::Started { pid, pidfd, pid_namespace }) => {
+                Ok(Reply::Started {
+                    pid,
+                    pidfd,
+                    pid_namespace,
+                }) => {
                     return Ok(Spawned {
                         pid,
                         pidfd,

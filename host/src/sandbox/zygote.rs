@@ -174,8 +174,7 @@ pub fn serve(plan: &str) -> String {
     // A descriptor opened before the confinement keeps the rights it was opened with (a folder
     // of the real, writable mount): none but the standard ones and the socket may stay.
     // SAFETY: close_range takes plain integers.
-    if unsafe { libc::syscall(libc::SYS_close_range, SOCKET_FD as u32 + 1, u32::MAX, 0u32) } != 0
-    {
+    if unsafe { libc::syscall(libc::SYS_close_range, SOCKET_FD as u32 + 1, u32::MAX, 0u32) } != 0 {
         return fail(format!("close_range: {}", io::Error::last_os_error()));
     }
     let plan: Plan = match serde_json::from_str(plan) {
@@ -234,7 +233,9 @@ fn start(prepared: &mut Prepared, fds: Vec<OwnedFd>) -> Result<(i32, OwnedFd), S
         ));
     }
     let mut bytes = vec![0u8; size as usize];
-    request.read_exact_at(&mut bytes, 0).map_err(|e| e.to_string())?;
+    request
+        .read_exact_at(&mut bytes, 0)
+        .map_err(|e| e.to_string())?;
     let request = Request::decode(&bytes)?;
     let cstrings = |fields: &[Vec<u8>]| -> Result<Vec<CString>, String> {
         fields
@@ -307,6 +308,14 @@ fn mini_init(
             libc::_exit(super::HELPER_FAILED)
         }
     };
+    // Not dumpable: the command (same uid, same Landlock domain) can then neither ptrace the
+    // init nor open its `/proc/PID/fd/3`, the status pipe, to write a status of its own or to
+    // take the init's and hold the pipe open. The init never execs, so it stays so; the shell's
+    // exec makes the shell dumpable again.
+    // SAFETY: prctl with integer arguments.
+    if unsafe { libc::prctl(libc::PR_SET_DUMPABLE, 0, 0, 0, 0) } != 0 {
+        die(&format!("PR_SET_DUMPABLE: {}", io::Error::last_os_error()));
+    }
     // SAFETY: single-threaded; plain calls on descriptors and signal state.
     unsafe {
         let mut none: libc::sigset_t = std::mem::zeroed();
@@ -352,8 +361,12 @@ fn mini_init(
     if shell == 0 {
         // SAFETY: see above.
         unsafe {
-            for signal in INIT_IGNORES {
-                libc::signal(signal, libc::SIG_DFL);
+            // An ignored signal stays ignored across exec: the init's, and the zygote's own
+            // (SIGPIPE, which Rust's runtime ignores), go back to their defaults.
+            for signal in 1..=libc::SIGRTMAX() {
+                if signal != libc::SIGKILL && signal != libc::SIGSTOP {
+                    libc::signal(signal, libc::SIG_DFL);
+                }
             }
             libc::execve(argv_ptrs[0], argv_ptrs.as_ptr(), env_ptrs.as_ptr());
             let message = format!(
