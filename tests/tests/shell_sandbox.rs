@@ -856,3 +856,62 @@ fn commands_do_not_inherit_the_zygotes_ignored_sigpipe() {
         results[0]
     );
 }
+
+/// A Unix socket in a hidden folder (an SSH agent, say) cannot be reached, with a mount
+/// namespace (the folder is covered) or without one (Landlock does not govern connecting to a
+/// socket by its path, so `socket(AF_UNIX)` is refused there); a command's own socket pairs
+/// still work.
+#[test]
+fn a_socket_in_a_hidden_folder_cannot_be_reached_with_or_without_namespaces() {
+    if !landlock("a_socket_in_a_hidden_folder_cannot_be_reached_with_or_without_namespaces") {
+        return;
+    }
+    if std::process::Command::new("python3").arg("-V").output().is_err() {
+        eprintln!("SKIPPED a_socket_in_a_hidden_folder_cannot_be_reached: no python3 to connect with");
+        return;
+    }
+    for namespaces in [true, false] {
+        let outside = Outside::new();
+        let mut corral = outside.corral();
+        if !namespaces {
+            corral = corral.env("CORRAL_SANDBOX_NO_NAMESPACES", "1");
+        }
+        let ssh = corral.home.path().join(".ssh");
+        std::fs::create_dir(&ssh).unwrap();
+        let path = ssh.join("agent.sock");
+        let listener = std::os::unix::net::UnixListener::bind(&path).unwrap();
+        listener.set_nonblocking(true).unwrap();
+        let stop = std::sync::Arc::new(std::sync::atomic::AtomicBool::new(false));
+        let serving = {
+            let stop = stop.clone();
+            std::thread::spawn(move || {
+                while !stop.load(std::sync::atomic::Ordering::Relaxed) {
+                    if let Ok((mut stream, _)) = listener.accept() {
+                        let _ = stream.write_all(b"AGENT-ANSWER");
+                    }
+                    std::thread::sleep(std::time::Duration::from_millis(10));
+                }
+            })
+        };
+        let connect = format!(
+            "python3 -c \"import socket; s=socket.socket(socket.AF_UNIX); s.connect('{}'); print(s.recv(64))\"",
+            path.display()
+        );
+        let results = corral.call_tools(vec![
+            bash("agent", &connect),
+            bash(
+                "pair",
+                "python3 -c \"import socket; a,b=socket.socketpair(); a.send(b'pair-ok'); print(b.recv(7).decode())\"",
+            ),
+        ]);
+        stop.store(true, std::sync::atomic::Ordering::Relaxed);
+        serving.join().unwrap();
+        assert!(
+            results[0].0 && !results[0].1.contains("AGENT-ANSWER"),
+            "namespaces {namespaces}: {:?}",
+            results[0]
+        );
+        assert!(results[1].1.contains("pair-ok"), "namespaces {namespaces}: {:?}", results[1]);
+        outside.assert_untouched();
+    }
+}

@@ -99,8 +99,12 @@ fn rule(conditions: Vec<SeccompCondition>) -> Result<SeccompRule, String> {
     SeccompRule::new(conditions).map_err(|e| e.to_string())
 }
 
-/// The filter for `network`, compiled.
-pub fn program(network: NetPlan) -> Result<BpfProgram, String> {
+/// The filter for `network`, compiled. Without `unix_sockets`, `socket(AF_UNIX, ...)` is
+/// denied too (unless the whole network is granted): the Landlock-only way, which cannot cover
+/// a hidden folder, has no other means to keep commands from connecting to the sockets in it
+/// (an SSH agent, Docker, tmux) — Landlock does not govern connecting to a Unix socket by its
+/// path. `socketpair` stays, so pipes between a command's own processes still work.
+pub fn program(network: NetPlan, unix_sockets: bool) -> Result<BpfProgram, String> {
     let mut rules: BTreeMap<i64, Vec<SeccompRule>> = ALWAYS_DENIED
         .iter()
         .map(|&call| (call, Vec::new()))
@@ -132,7 +136,7 @@ pub fn program(network: NetPlan) -> Result<BpfProgram, String> {
             ])?],
         );
     }
-    let socket_rules = match network {
+    let mut socket_rules = match network {
         NetPlan::On => Vec::new(),
         NetPlan::Off => vec![rule(vec![cond(
             0,
@@ -161,6 +165,13 @@ pub fn program(network: NetPlan) -> Result<BpfProgram, String> {
             socket
         }
     };
+    if !unix_sockets && network != NetPlan::On {
+        socket_rules.push(rule(vec![cond(
+            0,
+            SeccompCmpOp::Eq,
+            family(libc::AF_UNIX),
+        )?])?);
+    }
     if !socket_rules.is_empty() {
         rules.insert(libc::SYS_socket, socket_rules);
     }

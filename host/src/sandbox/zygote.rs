@@ -132,7 +132,8 @@ impl Prepared {
             super::netns::bridge(port).map_err(|e| format!("network namespace: {e}"))?;
         }
         let ruleset = landlock::ruleset(plan, isolation).map_err(|e| format!("Landlock: {e}"))?;
-        let filter = seccomp::program(plan.network).map_err(|e| format!("seccomp: {e}"))?;
+        let filter = seccomp::program(plan.network, isolation == mounts::Isolation::Mounts)
+            .map_err(|e| format!("seccomp: {e}"))?;
         // Last: it also sets no_new_privs, and denies the mount calls step 1 used.
         seccompiler::apply_filter(&filter).map_err(|e| format!("seccomp: {e}"))?;
         Ok(Self {
