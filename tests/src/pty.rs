@@ -70,9 +70,14 @@ pub fn run_in_pty(cmd: Command, timeout: Duration) -> PtyOutput {
     run(cmd, timeout, None)
 }
 
+/// A reply that presses Ctrl-C: the program gets SIGINT, as a terminal's line discipline sends
+/// it to its foreground process group (the test's pty is not the program's controlling
+/// terminal, so the byte alone would not do it).
+pub const CTRL_C: &str = "\u{3}";
+
 /// Like [`run_in_pty`], with stdin on the terminal too, as a person types: each time the next
 /// `(needle, reply)`'s needle has appeared in the output (after the previous reply), `reply` is
-/// typed. The needles must appear in order; a needle that never comes fails the run at
+/// typed ([`CTRL_C`] presses Ctrl-C). The needles must appear in order; a needle that never comes fails the run at
 /// `timeout`.
 pub fn run_in_pty_answering(
     cmd: Command,
@@ -99,7 +104,8 @@ fn run(mut cmd: Command, timeout: Duration, answers: Option<Vec<(String, String)
     let reader = {
         let done = done.clone();
         let answers = answers.unwrap_or_default();
-        std::thread::spawn(move || read_all(master, started, &done, answers))
+        let pid = child.id() as libc::pid_t;
+        std::thread::spawn(move || read_all(master, started, &done, answers, pid))
     };
     let deadline = started + timeout;
     let status = loop {
@@ -160,6 +166,7 @@ fn read_all(
     started: Instant,
     done: &AtomicBool,
     answers: Vec<(String, String)>,
+    pid: libc::pid_t,
 ) -> Vec<(Duration, Vec<u8>)> {
     let mut file = File::from(master);
     let mut keyboard = file.try_clone().expect("dup the pty master");
@@ -186,7 +193,12 @@ fn read_all(
                         && String::from_utf8_lossy(&since_reply).contains(needle.as_str())
                     {
                         use std::io::Write as _;
-                        let _ = keyboard.write_all(reply.as_bytes());
+                        if reply == CTRL_C {
+                            // SAFETY: a signal to the child this harness started.
+                            unsafe { libc::kill(pid, libc::SIGINT) };
+                        } else {
+                            let _ = keyboard.write_all(reply.as_bytes());
+                        }
                         since_reply.clear();
                         next = answers.next();
                     }

@@ -291,3 +291,68 @@ fn plain_chat_ends_each_turns_text_with_a_line() {
         out.stderr
     );
 }
+
+/// Ctrl-C in `chat` stops the turn, not the program: during a slow answer and during a `bash`
+/// call (whose command dies), the prompt comes back, background tasks keep running, and the
+/// next prompt's request is valid (the stopped call answered `(cancelled by the user)`). At the
+/// prompt, one Ctrl-C says how to leave and a second one leaves.
+#[test]
+fn ctrl_c_in_chat_stops_the_turn_not_the_program() {
+    use corral_tests::pty::{CTRL_C, run_in_pty_answering};
+    let corral = Corral::new();
+    let server = ScriptedServer::start(vec![
+        Reply::Paced {
+            turn: Turn::text("Slowly, one word after another, for a long while."),
+            gap: Duration::from_millis(400),
+        },
+        Turn::tools(vec![tool_use(
+            "bg",
+            "background_run",
+            json!({"command": "sleep 30.8", "timeout_secs": 0}),
+        )])
+        .into(),
+        Turn::tools(vec![tool_use(
+            "sl",
+            "bash",
+            json!({"command": "sleep 30.7"}),
+        )])
+        .into(),
+        Turn::text("Still here.").into(),
+    ]);
+    let mut cmd = corral.command_for(&Corral::bin(), Some(&server));
+    cmd.arg("chat");
+    let answers: Vec<(String, String)> = [
+        ("> ", "tell me slowly\n"),
+        ("Slowly", CTRL_C),
+        ("stopped", "start the work\n"),
+        ("30.7", CTRL_C),
+        ("stopped", "/tasks\n"),
+        ("sleep 30.8", "and now?\n"),
+        // Once the prompt is back (the answer's turn has ended):
+        ("Still here.", "/usage\n"),
+        ("this chat:", CTRL_C),
+        ("again to leave", CTRL_C),
+    ]
+    .into_iter()
+    .map(|(a, b)| (a.to_string(), b.to_string()))
+    .collect();
+    let out = run_in_pty_answering(cmd, Duration::from_secs(60), answers);
+    out.assert_code(130);
+    server.assert_clean();
+    let bodies = server.bodies();
+    assert_eq!(bodies.len(), 4, "{}", out.screen().join("\n"));
+    let last = bodies[3].to_string();
+    assert!(last.contains("(cancelled by the user)"), "{last}");
+    let screen = out.screen().join("\n");
+    assert!(screen.contains("running"), "/tasks showed the task running: {screen}");
+    // The stopped call's command is gone; the background task died at the exit.
+    let alive = |marker: &str| {
+        std::process::Command::new("pgrep")
+            .args(["-f", marker])
+            .output()
+            .map(|o| !o.stdout.is_empty())
+            .unwrap_or(false)
+    };
+    assert!(!alive("sleep 30[.]7"), "the stopped bash command survived");
+    assert!(!alive("sleep 30[.]8"), "the background task outlived corral");
+}

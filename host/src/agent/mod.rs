@@ -107,6 +107,21 @@ impl Agent {
     }
 
     /// The background manager, when the shell tools are enabled.
+    /// Ends a turn the user stopped (its [`prompt`](Self::prompt) future was dropped): every
+    /// tool call the model asked for and did not get an answer to gets `(cancelled by the
+    /// user)`, so the history stays valid and the next prompt goes on from it. Commands still
+    /// running for those calls were ended when their futures were dropped; background tasks run
+    /// on.
+    pub fn cancel_turn(&mut self) -> Result<(), AgentError> {
+        let owed: Vec<ContentBlock> = self
+            .history
+            .unanswered_tool_uses(|_| Some(crate::tools::CANCELLED.to_string()));
+        if !owed.is_empty() {
+            self.add_user(owed)?;
+        }
+        Ok(())
+    }
+
     /// Switches the model for the next calls (`/model` in chat). The conversation goes on.
     pub fn set_model(&mut self, model: impl Into<String>) {
         self.config.model = model.into();

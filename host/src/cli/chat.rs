@@ -78,17 +78,30 @@ pub async fn chat(args: AgentArgs) -> anyhow::Result<ExitCode> {
     });
     // The tokens of the prompts that ended well, for /usage.
     let mut used = corral::llm::Usage::default();
+    // When Ctrl-C was last pressed at the prompt: a second one within EXIT_PRESS leaves.
+    let mut pressed: Option<std::time::Instant> = None;
+    // One set of handlers for the whole chat: a Ctrl-C between two waits is not lost.
+    let Some(mut signals) = super::signals::Signals::new() else {
+        anyhow::bail!("the signal handlers could not be installed");
+    };
     loop {
         display.prompt("> ");
         let line = tokio::select! {
             line = async { lines.lock().await.recv().await } => line,
-            signal = super::signals::interrupted() => {
+            signal = signals.next() => {
+                let again = pressed.is_some_and(|at| at.elapsed() < EXIT_PRESS);
+                if signal == super::signals::INTERRUPTED && !again {
+                    pressed = Some(std::time::Instant::now());
+                    eprintln!("\n(Ctrl-C again to leave, or /exit)");
+                    continue;
+                }
                 corral::process::kill_all_groups();
                 agent.shutdown();
                 super::signals::last_words(&format!("corral: {signal}"));
                 return Ok(ExitCode::from(super::EXIT_INTERRUPTED));
             }
         };
+        pressed = None;
         let Some(line) = line else { break };
         let prompt = match super::slash::parse(&line) {
             Ok(super::slash::Line::Prompt(prompt)) => prompt,
@@ -104,16 +117,28 @@ pub async fn chat(args: AgentArgs) -> anyhow::Result<ExitCode> {
             }
         };
         let result = tokio::select! {
-            result = agent.prompt(&prompt) => result,
-            signal = super::signals::interrupted() => {
-                corral::process::kill_all_groups();
-                agent.shutdown();
-                display.finish();
-                super::signals::last_words(&format!("corral: {signal}; session {} kept", agent.session_id()));
-                return Ok(ExitCode::from(super::EXIT_INTERRUPTED));
+            result = agent.prompt(&prompt) => Some(result),
+            signal = signals.next() => {
+                if signal != super::signals::INTERRUPTED {
+                    corral::process::kill_all_groups();
+                    agent.shutdown();
+                    display.finish();
+                    super::signals::last_words(&format!("corral: {signal}; session {} kept", agent.session_id()));
+                    return Ok(ExitCode::from(super::EXIT_INTERRUPTED));
+                }
+                // Ctrl-C stops the turn: the request and the tool calls were dropped with the
+                // prompt's future (a command's group is ended), the calls get their answers.
+                None
             }
         };
         display.finish();
+        let Some(result) = result else {
+            match agent.cancel_turn() {
+                Ok(()) => eprintln!("corral: stopped; background tasks keep running"),
+                Err(error) => eprintln!("corral: {error}"),
+            }
+            continue;
+        };
         match result {
             Ok(outcome) => {
                 used += outcome.usage;
@@ -126,6 +151,9 @@ pub async fn chat(args: AgentArgs) -> anyhow::Result<ExitCode> {
     corral::process::kill_all_groups();
     Ok(ExitCode::SUCCESS)
 }
+
+/// Two Ctrl-C at the prompt within this leave `chat`.
+const EXIT_PRESS: std::time::Duration = std::time::Duration::from_secs(2);
 
 /// Asks at the terminal whether a command the sandbox blocked may run outside it. Runs on the
 /// command's blocking thread, while the prompt loop waits for the turn: the next line typed is

@@ -16,32 +16,56 @@ pub fn contain() {
 
 /// Resolves when corral receives SIGINT, SIGTERM or SIGHUP; says which. A SIGHUP that was
 /// ignored when corral started (`nohup corral ...`) stays ignored.
+/// Ctrl-C (SIGINT) is [`INTERRUPTED`]: `chat` stops the turn on it rather than leave.
 pub async fn interrupted() -> &'static str {
-    use tokio::signal::unix::{SignalKind, signal};
-    let (Ok(mut int), Ok(mut term)) = (
-        signal(SignalKind::interrupt()),
-        signal(SignalKind::terminate()),
-    ) else {
+    match Signals::new() {
+        Some(mut signals) => signals.next().await,
         // Without handlers the default action (exit) applies; never resolve.
-        return std::future::pending().await;
-    };
-    let mut hup = if hangup_ignored() {
-        None
-    } else {
-        signal(SignalKind::hangup()).ok()
-    };
-    let hangup = async {
-        match &mut hup {
-            Some(hup) => hup.recv().await,
-            None => std::future::pending().await,
-        }
-    };
-    tokio::select! {
-        _ = int.recv() => "interrupted",
-        _ = term.recv() => "terminated",
-        _ = hangup => "hung up",
+        None => std::future::pending().await,
     }
 }
+
+/// SIGINT, SIGTERM and SIGHUP (unless ignored by `nohup`), caught for as long as this lives: a
+/// signal that comes while nobody awaits [`Signals::next`] is kept for the next call, so a
+/// loop that holds one misses none between two waits.
+pub struct Signals {
+    int: tokio::signal::unix::Signal,
+    term: tokio::signal::unix::Signal,
+    hup: Option<tokio::signal::unix::Signal>,
+}
+
+impl Signals {
+    /// `None` when the handlers cannot be installed.
+    pub fn new() -> Option<Self> {
+        use tokio::signal::unix::{SignalKind, signal};
+        let int = signal(SignalKind::interrupt()).ok()?;
+        let term = signal(SignalKind::terminate()).ok()?;
+        let hup = if hangup_ignored() {
+            None
+        } else {
+            signal(SignalKind::hangup()).ok()
+        };
+        Some(Self { int, term, hup })
+    }
+
+    /// The next signal: [`INTERRUPTED`], `terminated` or `hung up`.
+    pub async fn next(&mut self) -> &'static str {
+        let hangup = async {
+            match &mut self.hup {
+                Some(hup) => hup.recv().await,
+                None => std::future::pending().await,
+            }
+        };
+        tokio::select! {
+            _ = self.int.recv() => INTERRUPTED,
+            _ = self.term.recv() => "terminated",
+            _ = hangup => "hung up",
+        }
+    }
+}
+
+/// What [`interrupted`] says for Ctrl-C (SIGINT).
+pub const INTERRUPTED: &str = "interrupted";
 
 /// Whether SIGHUP was set to be ignored before corral installed any handler (`nohup`). Read
 /// once, at the first call, before corral's own handler replaces the disposition.

@@ -112,7 +112,7 @@ struct Call {
 impl Call {
     /// Runs one call on the current (blocking) thread: the rules, the confined run, and what
     /// the user allows when it looks blocked.
-    fn run(&self, args: Args) -> Result<String, ToolError> {
+    fn run(&self, args: Args, cancel: &Cancel) -> Result<String, ToolError> {
         if args.command.trim().is_empty() {
             return Err(ToolError::InvalidInput("the command is empty".into()));
         }
@@ -125,6 +125,7 @@ impl Call {
             &self.launch,
             &self.record,
             &args,
+            cancel,
         );
         let Sandboxing::On(confinement) = &self.launch.sandbox else {
             return first;
@@ -168,6 +169,7 @@ impl Call {
             &self.launch.outside_sandbox(),
             &self.record,
             &args,
+            cancel,
         );
         let said = "[blocked in the shell sandbox; the user let it run again outside it]";
         match again {
@@ -178,13 +180,15 @@ impl Call {
     }
 }
 
-/// Runs the command once, as `launch` says.
+/// Runs the command once, as `launch` says; a `cancel` (the call's future was dropped: the
+/// user stopped the turn) ends it as a timeout would.
 fn run_once(
     workspace: &Workspace,
     shell: &ShellConfig,
     launch: &Launch,
     record: &TaskRecord,
     args: &Args,
+    cancel: &Cancel,
 ) -> Result<String, ToolError> {
     let timeout = args
         .timeout_secs
@@ -193,8 +197,12 @@ fn run_once(
         .min(shell.max_timeout);
     let buffer = Arc::new(Mutex::new(HeadTail::new(OUTPUT_HEAD, OUTPUT_TAIL)));
     let started = Instant::now();
+    if cancel.is_cancelled() {
+        return Err(ToolError::Failed(CANCELLED.into()));
+    }
     let child = process::spawn_shell(&args.command, workspace.root(), launch, Some(record))
         .map_err(|e| ToolError::Failed(format!("could not start the command: {e}")))?;
+    cancel.watch(child.canceller());
     let end = child.run(
         Some(timeout),
         GRACE,
@@ -235,6 +243,56 @@ fn run_once(
     }
 }
 
+/// What a cancelled call answers (the model sees it if the turn is ever resent).
+pub const CANCELLED: &str = "(cancelled by the user)";
+
+/// The link between a call's future and its command on the blocking thread: dropping the
+/// future before the call ends ([`CancelOnDrop`]) ends the command (SIGTERM to its group, then
+/// SIGKILL after the grace), and keeps one from starting.
+#[derive(Default)]
+struct Cancel {
+    state: Mutex<(bool, Option<process::Canceller>)>,
+}
+
+impl Cancel {
+    fn is_cancelled(&self) -> bool {
+        self.state.lock().is_ok_and(|s| s.0)
+    }
+
+    /// The running command to end on a cancel (at once, if the cancel came first).
+    fn watch(&self, canceller: process::Canceller) {
+        if let Ok(mut state) = self.state.lock() {
+            if state.0 {
+                canceller.cancel();
+            }
+            state.1 = Some(canceller);
+        }
+    }
+
+    fn cancel(&self) {
+        if let Ok(mut state) = self.state.lock() {
+            state.0 = true;
+            if let Some(canceller) = &state.1 {
+                canceller.cancel();
+            }
+        }
+    }
+}
+
+/// Held by a call's future: when it is dropped before the call finished, the call is cancelled.
+struct CancelOnDrop {
+    cancel: Arc<Cancel>,
+    finished: bool,
+}
+
+impl Drop for CancelOnDrop {
+    fn drop(&mut self) {
+        if !self.finished {
+            self.cancel.cancel();
+        }
+    }
+}
+
 struct SharedBuffer(Arc<Mutex<HeadTail>>);
 
 impl OutputSink for SharedBuffer {
@@ -255,9 +313,16 @@ impl Tool for BashTool {
         Box::pin(async move {
             let args: Args = parse_args(input)?;
             let call = self.call.clone();
-            tokio::task::spawn_blocking(move || call.run(args))
+            let cancel = Arc::new(Cancel::default());
+            let mut guard = CancelOnDrop {
+                cancel: cancel.clone(),
+                finished: false,
+            };
+            let result = tokio::task::spawn_blocking(move || call.run(args, &cancel))
                 .await
-                .map_err(|e| ToolError::Failed(format!("the command's thread failed: {e}")))?
+                .map_err(|e| ToolError::Failed(format!("the command's thread failed: {e}")))?;
+            guard.finished = true;
+            result
         })
     }
 }

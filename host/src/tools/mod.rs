@@ -15,7 +15,7 @@ use serde::de::DeserializeOwned;
 use serde_json::Value;
 
 pub use background::{BackgroundRunTool, CheckBackgroundTool, KillBackgroundTool};
-pub use bash::BashTool;
+pub use bash::{BashTool, CANCELLED};
 pub use error::ToolError;
 pub use files::{
     DEFAULT_LINES, EditFileTool, MAX_EDIT_BYTES, MAX_LINE_CHARS, MAX_READ_BYTES, MAX_SCAN_BYTES,
