@@ -446,7 +446,7 @@ mod tests {
     #[test]
     fn a_request_round_trips_and_a_nul_is_refused() {
         let request = Request {
-            cwd: b"/work/space".to_vec(),
+            cwd: b"/home/user/project".to_vec(),
             argv: vec![b"/bin/sh".to_vec(), b"-c".to_vec(), b"echo 'a b'".to_vec()],
             env: vec![b"PATH=/bin".to_vec(), b"EMPTY=".to_vec()],
         };
