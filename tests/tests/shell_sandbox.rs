@@ -668,7 +668,7 @@ fn one_helper_for_every_command_follows_the_disk_and_shares_nothing() {
             ),
             bash(
                 "leftover",
-                "setsid sh -c 'sleep 300' < /dev/null > /dev/null 2>&1 & echo started",
+                "setsid sh -c 'sleep 300.31' < /dev/null > /dev/null 2>&1 & echo started",
             ),
         ])
         .into(),
@@ -706,7 +706,7 @@ fn one_helper_for_every_command_follows_the_disk_and_shares_nothing() {
     );
     // The `sleep 300` left in its own session is gone with its command.
     let sleepers = std::process::Command::new("pgrep")
-        .args(["-f", "sleep 300"])
+        .args(["-f", "sleep 300[.]31"])
         .output()
         .map(|o| String::from_utf8_lossy(&o.stdout).trim().to_string());
     if let Ok(sleepers) = sleepers {
