@@ -23,7 +23,11 @@ fn slash_commands_are_handled_locally_and_unknown_ones_are_refused() {
     // /clear started a new conversation: the second request holds only its own prompt.
     let second = bodies[1]["messages"].as_array().unwrap();
     assert_eq!(second.len(), 1, "{second:?}");
-    assert!(second[0]["content"].to_string().contains("/etc holds the config"));
+    assert!(
+        second[0]["content"]
+            .to_string()
+            .contains("/etc holds the config")
+    );
     let err = &out.stderr;
     for expected in [
         "/kill ID",

@@ -176,9 +176,7 @@ fn setsid_from_library_bash(marker: &'static str, confined: bool) {
         ..Default::default()
     };
     let sandbox = match corral::sandbox::Confinement::new(&settings, ws.root()) {
-        Ok(Some(confinement)) if confined => {
-            corral::process::Sandboxing::On(Arc::new(confinement))
-        }
+        Ok(Some(confinement)) if confined => corral::process::Sandboxing::On(Arc::new(confinement)),
         _ => {
             eprintln!("the call runs unconfined");
             corral::process::Sandboxing::Off

@@ -258,8 +258,8 @@ fn run_doc_with(rel: &str, script: Vec<Reply>, setup: impl FnOnce(&Path)) {
                 cmd.arg("-ec")
                     .arg(&script)
                     .current_dir(&cwd)
-        // The scripts `cd` as a user would: corral finds the workspace from there.
-        .env_remove("CORRAL_WORKSPACE")
+                    // The scripts `cd` as a user would: corral finds the workspace from there.
+                    .env_remove("CORRAL_WORKSPACE")
                     .env("PATH", &path)
                     .env("CARGO_HOME", &cargo_home)
                     .env("RUSTUP_HOME", &rustup_home)

@@ -39,12 +39,19 @@ fn a_server_that_is_down_gets_one_short_line_per_retry() {
         .filter(|l| l.contains("retrying in"))
         .collect();
     assert_eq!(retries.len(), 2, "{}", out.stderr);
-    assert!(retries[0].contains("(1/2)") && retries[1].contains("(2/2)"), "{}", out.stderr);
+    assert!(
+        retries[0].contains("(1/2)") && retries[1].contains("(2/2)"),
+        "{}",
+        out.stderr
+    );
     for line in &retries {
         assert!(line.contains("refused"), "{line}");
         assert!(line.len() < 80, "a retry line is not short: {line}");
     }
-    let error = out.stderr.find("gave up after 3 attempts").expect("the error");
+    let error = out
+        .stderr
+        .find("gave up after 3 attempts")
+        .expect("the error");
     let kept = out.stderr.find("session").expect("the session line");
     assert!(error < kept, "{}", out.stderr);
 }
@@ -56,12 +63,20 @@ fn a_missing_key_or_model_is_a_configuration_error_before_anything_starts() {
     cmd.env_remove("ANTHROPIC_API_KEY").args(["run", "hi"]);
     let out = corral_tests::cli::wait_output(cmd, corral_tests::cli::RUN_TIMEOUT);
     out.assert_code(2);
-    assert!(out.stderr.contains("ANTHROPIC_API_KEY is not set"), "{}", out.stderr);
+    assert!(
+        out.stderr.contains("ANTHROPIC_API_KEY is not set"),
+        "{}",
+        out.stderr
+    );
     assert!(!out.stderr.contains("session"), "{}", out.stderr);
 
     let out = corral.run(None, &["run", "--provider", "openai", "hi"]);
     out.assert_code(2);
-    assert!(out.stderr.contains("needs a model: give --model"), "{}", out.stderr);
+    assert!(
+        out.stderr.contains("needs a model: give --model"),
+        "{}",
+        out.stderr
+    );
     assert!(corral.sessions().is_empty(), "a session was started");
 }
 
@@ -94,8 +109,9 @@ fn running_out_of_wait_timeout_says_so_and_fails() {
     out.assert_code(1);
     server.assert_clean();
     assert!(
-        out.stderr
-            .contains("gave up waiting for 1 background task(s) after 1 s (raise it with --wait-timeout)"),
+        out.stderr.contains(
+            "gave up waiting for 1 background task(s) after 1 s (raise it with --wait-timeout)"
+        ),
         "{}",
         out.stderr
     );

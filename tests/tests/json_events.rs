@@ -44,11 +44,17 @@ fn every_event_is_documented_and_comes_in_the_documented_order() {
         .lines()
         .map(|l| serde_json::from_str(l).unwrap_or_else(|e| panic!("{l}: {e}")))
         .collect();
-    let kinds: Vec<&str> = events.iter().map(|e| e["type"].as_str().expect("type")).collect();
+    let kinds: Vec<&str> = events
+        .iter()
+        .map(|e| e["type"].as_str().expect("type"))
+        .collect();
     let documented = documented_types();
     assert!(documented.len() >= 15, "{documented:?}");
     for kind in &kinds {
-        assert!(documented.iter().any(|d| d == kind), "`{kind}` is not in docs/json.md");
+        assert!(
+            documented.iter().any(|d| d == kind),
+            "`{kind}` is not in docs/json.md"
+        );
     }
     let at = |kind: &str| kinds.iter().position(|k| *k == kind);
     let last = |kind: &str| kinds.iter().rposition(|k| *k == kind);
@@ -91,6 +97,9 @@ fn every_event_is_documented_and_comes_in_the_documented_order() {
     );
     assert!(started < finished && finished < delivered, "{kinds:?}");
     assert_eq!(kinds[delivered + 1], "model_request", "{kinds:?}");
-    assert!(at("waiting_for_background").expect("waiting") < finished, "{kinds:?}");
+    assert!(
+        at("waiting_for_background").expect("waiting") < finished,
+        "{kinds:?}"
+    );
     assert!(last("text_delta") < at("finished"), "{kinds:?}");
 }

@@ -44,7 +44,10 @@ fn a_subfolder_uses_the_projects_settings_and_state() {
     out.assert_code(0);
     server.assert_clean();
     let tools = tool_names(&server.bodies()[0]);
-    assert!(!tools.iter().any(|t| t == "bash"), "the shell is back on: {tools:?}");
+    assert!(
+        !tools.iter().any(|t| t == "bash"),
+        "the shell is back on: {tools:?}"
+    );
     assert!(
         out.stderr.contains("the nearest folder with corral.toml"),
         "{}",
@@ -63,12 +66,19 @@ fn without_settings_the_git_root_is_the_workspace() {
     let server = ScriptedServer::start(vec![Turn::text("done").into()]);
     let out = corral.run(Some(&server), &["run", "go"]);
     out.assert_code(0);
-    assert!(out.stderr.contains("the nearest git root"), "{}", out.stderr);
+    assert!(
+        out.stderr.contains("the nearest git root"),
+        "{}",
+        out.stderr
+    );
     let system = system(&server.bodies()[0]);
     let root = corral.workspace.path().canonicalize().expect("root");
     assert!(
         system.contains(&format!("workspace folder {}", root.display()))
-            || system.contains(&format!("workspace folder {}", corral.workspace.path().display())),
+            || system.contains(&format!(
+                "workspace folder {}",
+                corral.workspace.path().display()
+            )),
         "{system}"
     );
     assert!(corral.path(".corral").is_dir());
@@ -79,14 +89,20 @@ fn without_settings_the_git_root_is_the_workspace() {
 fn agents_md_the_settings_and_the_flag_reach_the_system_prompt_in_order() {
     let corral = Corral::new();
     corral.write("AGENTS.md", "Run cargo fmt before every commit.\n");
-    corral.write("CLAUDE.md", "This file is not read when AGENTS.md exists.\n");
-    corral.write("corral.toml", "[agent]\nsystem = \"Prefer small commits.\"\n");
-    let server = ScriptedServer::start(vec![
-        Turn::text("done").into(),
-        Turn::text("done").into(),
-    ]);
+    corral.write(
+        "CLAUDE.md",
+        "This file is not read when AGENTS.md exists.\n",
+    );
+    corral.write(
+        "corral.toml",
+        "[agent]\nsystem = \"Prefer small commits.\"\n",
+    );
+    let server = ScriptedServer::start(vec![Turn::text("done").into(), Turn::text("done").into()]);
     corral
-        .run(Some(&server), &["run", "--system", "Answer in French.", "go"])
+        .run(
+            Some(&server),
+            &["run", "--system", "Answer in French.", "go"],
+        )
         .assert_code(0);
     corral
         .run(Some(&server), &["run", "--no-project-instructions", "go"])
@@ -99,7 +115,10 @@ fn agents_md_the_settings_and_the_flag_reach_the_system_prompt_in_order() {
             .find(needle)
             .unwrap_or_else(|| panic!("{needle:?} is not in the system prompt: {first}"))
     };
-    assert!(at("Run cargo fmt") < at("Prefer small commits.") && at("Prefer small") < at("Answer in French."));
+    assert!(
+        at("Run cargo fmt") < at("Prefer small commits.")
+            && at("Prefer small") < at("Answer in French.")
+    );
     assert!(!first.contains("not read when AGENTS.md exists"), "{first}");
     let second = system(&bodies[1]);
     assert!(!second.contains("Run cargo fmt"), "{second}");
@@ -111,11 +130,18 @@ fn a_prompt_comes_from_stdin_and_an_empty_one_is_refused() {
     let corral = Corral::new();
     let server = ScriptedServer::start(vec![Turn::text("done").into()]);
     corral
-        .run_with_input(Some(&server), &["run", "-"], "fix the failing test\nin src/lib.rs\n")
+        .run_with_input(
+            Some(&server),
+            &["run", "-"],
+            "fix the failing test\nin src/lib.rs\n",
+        )
         .assert_code(0);
     let body = &server.bodies()[0];
     let text = body["messages"][0]["content"].to_string();
-    assert!(text.contains("fix the failing test\\nin src/lib.rs"), "{text}");
+    assert!(
+        text.contains("fix the failing test\\nin src/lib.rs"),
+        "{text}"
+    );
 
     let empty = Corral::new();
     let out = empty.run(Some(&server), &["run", "  "]);
@@ -123,8 +149,15 @@ fn a_prompt_comes_from_stdin_and_an_empty_one_is_refused() {
     assert!(out.stderr.contains("the prompt is empty"), "{}", out.stderr);
     let out = empty.run_with_input(Some(&server), &["run", "-"], "");
     out.assert_code(2);
-    assert!(!empty.path(".corral").exists(), "an empty prompt made the state folder");
-    assert_eq!(server.bodies().len(), 1, "an empty prompt reached the model");
+    assert!(
+        !empty.path(".corral").exists(),
+        "an empty prompt made the state folder"
+    );
+    assert_eq!(
+        server.bodies().len(),
+        1,
+        "an empty prompt reached the model"
+    );
 }
 
 #[test]
@@ -144,7 +177,9 @@ fn sessions_are_listed_newest_first_and_an_ambiguous_prefix_names_its_matches() 
         .unwrap_or_else(|| panic!("the last line names no session: {}", first.stderr))
         .to_string();
     std::thread::sleep(std::time::Duration::from_millis(20));
-    corral.run(Some(&server), &["run", "the second prompt"]).assert_code(0);
+    corral
+        .run(Some(&server), &["run", "the second prompt"])
+        .assert_code(0);
     let list = corral.run(None, &["sessions"]);
     list.assert_code(0);
     let rows: Vec<&str> = list.stdout.lines().skip(1).collect();
@@ -157,10 +192,15 @@ fn sessions_are_listed_newest_first_and_an_ambiguous_prefix_names_its_matches() 
     assert!(newest["input_tokens"].as_u64().unwrap() > 0, "{newest}");
 
     // Two ids that share a prefix: the prefix is refused with both named.
-    for id in ["abcd0001-0000-4000-8000-000000000000", "abcd0002-0000-4000-8000-000000000000"] {
+    for id in [
+        "abcd0001-0000-4000-8000-000000000000",
+        "abcd0002-0000-4000-8000-000000000000",
+    ] {
         corral.write(
             &format!(".corral/sessions/{id}.jsonl"),
-            &format!("{{\"type\":\"session\",\"id\":\"{id}\",\"created_unix\":1,\"model\":\"m\"}}\n"),
+            &format!(
+                "{{\"type\":\"session\",\"id\":\"{id}\",\"created_unix\":1,\"model\":\"m\"}}\n"
+            ),
         );
     }
     let out = corral.run(Some(&server), &["run", "--resume", "abcd", "go"]);

@@ -866,8 +866,14 @@ fn a_socket_in_a_hidden_folder_cannot_be_reached_with_or_without_namespaces() {
     if !landlock("a_socket_in_a_hidden_folder_cannot_be_reached_with_or_without_namespaces") {
         return;
     }
-    if std::process::Command::new("python3").arg("-V").output().is_err() {
-        eprintln!("SKIPPED a_socket_in_a_hidden_folder_cannot_be_reached: no python3 to connect with");
+    if std::process::Command::new("python3")
+        .arg("-V")
+        .output()
+        .is_err()
+    {
+        eprintln!(
+            "SKIPPED a_socket_in_a_hidden_folder_cannot_be_reached: no python3 to connect with"
+        );
         return;
     }
     for namespaces in [true, false] {
@@ -911,7 +917,11 @@ fn a_socket_in_a_hidden_folder_cannot_be_reached_with_or_without_namespaces() {
             "namespaces {namespaces}: {:?}",
             results[0]
         );
-        assert!(results[1].1.contains("pair-ok"), "namespaces {namespaces}: {:?}", results[1]);
+        assert!(
+            results[1].1.contains("pair-ok"),
+            "namespaces {namespaces}: {:?}",
+            results[1]
+        );
         outside.assert_untouched();
     }
 }

@@ -344,7 +344,10 @@ fn ctrl_c_in_chat_stops_the_turn_not_the_program() {
     let last = bodies[3].to_string();
     assert!(last.contains("(cancelled by the user)"), "{last}");
     let screen = out.screen().join("\n");
-    assert!(screen.contains("running"), "/tasks showed the task running: {screen}");
+    assert!(
+        screen.contains("running"),
+        "/tasks showed the task running: {screen}"
+    );
     // The stopped call's command is gone; the background task died at the exit.
     let alive = |marker: &str| {
         std::process::Command::new("pgrep")
@@ -354,5 +357,8 @@ fn ctrl_c_in_chat_stops_the_turn_not_the_program() {
             .unwrap_or(false)
     };
     assert!(!alive("sleep 30[.]7"), "the stopped bash command survived");
-    assert!(!alive("sleep 30[.]8"), "the background task outlived corral");
+    assert!(
+        !alive("sleep 30[.]8"),
+        "the background task outlived corral"
+    );
 }

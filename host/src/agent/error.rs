@@ -46,7 +46,9 @@ impl AgentError {
             AgentError::Config(_)
                 | AgentError::Llm(LlmError::Config(_))
                 | AgentError::Session(
-                    SessionError::NotFound(_) | SessionError::NoneYet | SessionError::Ambiguous { .. }
+                    SessionError::NotFound(_)
+                        | SessionError::NoneYet
+                        | SessionError::Ambiguous { .. }
                 )
         )
     }

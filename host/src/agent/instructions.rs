@@ -53,7 +53,8 @@ pub fn project_docs(workspace: &Workspace) -> Vec<ProjectDoc> {
                 cut -= 1;
             }
             doc.text.truncate(cut);
-            doc.text.push_str("\n[cut: the project instructions are limited to 32 KiB]");
+            doc.text
+                .push_str("\n[cut: the project instructions are limited to 32 KiB]");
             left = 0;
         } else {
             left -= doc.text.len();
@@ -139,8 +140,11 @@ mod tests {
         // The symlinked AGENTS.md does not count, so CLAUDE.md is the project's file.
         assert_eq!(docs.last().map(|d| d.text.as_str()), Some("use tabs"));
         std::fs::remove_file(root.join("AGENTS.md")).expect("rm");
-        std::fs::write(root.join("AGENTS.md"), "x".repeat(MAX_PROJECT_DOC_BYTES + 10))
-            .expect("big");
+        std::fs::write(
+            root.join("AGENTS.md"),
+            "x".repeat(MAX_PROJECT_DOC_BYTES + 10),
+        )
+        .expect("big");
         let docs = project_docs(&ws);
         let last = docs.last().expect("a doc");
         assert!(last.text.starts_with("xxx") && last.text.ends_with("32 KiB]"));

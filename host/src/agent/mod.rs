@@ -7,11 +7,11 @@
 //! model asked for them.
 
 mod builder;
-pub mod instructions;
 mod dispatch;
 mod error;
 mod events;
 pub mod history;
+pub mod instructions;
 mod prompt;
 mod restart;
 mod session;

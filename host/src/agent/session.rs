@@ -202,50 +202,50 @@ fn parse(
     mut each: impl FnMut(Line),
 ) -> Result<(Vec<String>, usize), SessionError> {
     let mut warnings = Vec::new();
-        // The end of the last line read whole, and whether that line has its newline.
-        let mut good_end = 0;
-        let mut start = 0;
-        let mut n = 0;
-        while start < bytes.len() {
-            let end = bytes[start..]
-                .iter()
-                .position(|&b| b == b'\n')
-                .map_or(bytes.len(), |i| start + i + 1);
-            let raw = &bytes[start..end];
-            n += 1;
-            let text = std::str::from_utf8(raw).map_err(|e| e.to_string());
-            let parsed = text.and_then(|t| {
-                if t.trim().is_empty() {
-                    Ok(None)
-                } else {
-                    serde_json::from_str::<Line>(t)
-                        .map(Some)
-                        .map_err(|e| e.to_string())
-                }
-            });
-            match parsed {
-                Ok(None) => {}
-                Ok(Some(line)) => each(line),
-                Err(_) if is_torn(&bytes[end..]) => {
-                    warnings.push(format!(
-                        "session file {}: its last line ({} bytes) was cut off, likely when \
-                         corral was stopped while writing it; resuming without it",
-                        path.display(),
-                        raw.len()
-                    ));
-                    break;
-                }
-                Err(message) => {
-                    return Err(SessionError::Corrupt {
-                        path: path.to_path_buf(),
-                        line: n,
-                        message,
-                    });
-                }
+    // The end of the last line read whole, and whether that line has its newline.
+    let mut good_end = 0;
+    let mut start = 0;
+    let mut n = 0;
+    while start < bytes.len() {
+        let end = bytes[start..]
+            .iter()
+            .position(|&b| b == b'\n')
+            .map_or(bytes.len(), |i| start + i + 1);
+        let raw = &bytes[start..end];
+        n += 1;
+        let text = std::str::from_utf8(raw).map_err(|e| e.to_string());
+        let parsed = text.and_then(|t| {
+            if t.trim().is_empty() {
+                Ok(None)
+            } else {
+                serde_json::from_str::<Line>(t)
+                    .map(Some)
+                    .map_err(|e| e.to_string())
             }
-            good_end = end;
-            start = end;
+        });
+        match parsed {
+            Ok(None) => {}
+            Ok(Some(line)) => each(line),
+            Err(_) if is_torn(&bytes[end..]) => {
+                warnings.push(format!(
+                    "session file {}: its last line ({} bytes) was cut off, likely when \
+                         corral was stopped while writing it; resuming without it",
+                    path.display(),
+                    raw.len()
+                ));
+                break;
+            }
+            Err(message) => {
+                return Err(SessionError::Corrupt {
+                    path: path.to_path_buf(),
+                    line: n,
+                    message,
+                });
+            }
         }
+        good_end = end;
+        start = end;
+    }
     Ok((warnings, good_end))
 }
 

@@ -335,7 +335,11 @@ pub fn workspace_root(given: Option<&Path>, quiet: bool) -> PathBuf {
     };
     let (root, found) = corral::workspace::discover(&start);
     if root != start && !quiet {
-        eprintln!("corral: workspace {} ({})", root.display(), found.describe());
+        eprintln!(
+            "corral: workspace {} ({})",
+            root.display(),
+            found.describe()
+        );
     }
     root
 }

@@ -17,7 +17,10 @@ pub async fn chat(args: AgentArgs) -> anyhow::Result<ExitCode> {
     // At a terminal, an untrusted corral.toml that would grant or redirect something, and a
     // plugin whose grants await approval, are each asked about once.
     let interactive = super::trust::interactive();
-    let (workspace, mut policy) = match super::trust::open(&super::args::workspace_root(args.workspace.as_deref(), args.quiet), interactive) {
+    let (workspace, mut policy) = match super::trust::open(
+        &super::args::workspace_root(args.workspace.as_deref(), args.quiet),
+        interactive,
+    ) {
         Ok(opened) => opened,
         Err(code) => return Ok(code),
     };

@@ -8,8 +8,8 @@ mod render;
 mod run;
 mod scaffold;
 mod sessions;
-mod slash;
 mod signals;
+mod slash;
 mod term;
 mod trust;
 

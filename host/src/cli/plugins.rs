@@ -66,7 +66,10 @@ pub async fn tools(
 
 /// `corral plugins`.
 pub async fn list(args: PluginsArgs) -> anyhow::Result<ExitCode> {
-    let (workspace, policy) = match super::trust::open(&super::args::workspace_root(args.workspace.as_deref(), args.json), false) {
+    let (workspace, policy) = match super::trust::open(
+        &super::args::workspace_root(args.workspace.as_deref(), args.json),
+        false,
+    ) {
         Ok(opened) => opened,
         Err(code) => return Ok(code),
     };

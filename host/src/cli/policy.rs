@@ -13,7 +13,10 @@ use super::render::Display;
 use super::trust::{granted_summary, open, record_approvals};
 
 pub async fn policy(args: PolicyArgs) -> anyhow::Result<ExitCode> {
-    let (workspace, mut policy) = match open(&super::args::workspace_root(args.workspace.as_deref(), false), false) {
+    let (workspace, mut policy) = match open(
+        &super::args::workspace_root(args.workspace.as_deref(), false),
+        false,
+    ) {
         Ok(opened) => opened,
         Err(code) => return Ok(code),
     };

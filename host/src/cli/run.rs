@@ -19,7 +19,10 @@ pub async fn run(args: RunArgs) -> anyhow::Result<ExitCode> {
     };
     let display = Display::for_run(args.json, args.agent.quiet);
     let (workspace, mut policy) = match super::trust::open(
-        &super::args::workspace_root(args.agent.workspace.as_deref(), args.agent.quiet || args.json),
+        &super::args::workspace_root(
+            args.agent.workspace.as_deref(),
+            args.agent.quiet || args.json,
+        ),
         false,
     ) {
         Ok(opened) => opened,

@@ -29,10 +29,16 @@ pub enum Slash {
 /// The commands with what they do, as `/help` shows them.
 pub const HELP: &[(&str, &str)] = &[
     ("/help", "this list"),
-    ("/tasks", "the background tasks: id, status, runtime, command"),
+    (
+        "/tasks",
+        "the background tasks: id, status, runtime, command",
+    ),
     ("/kill ID", "stop a background task"),
     ("/clear", "start a new session (the old one stays on disk)"),
-    ("/model [NAME]", "show the model, or use NAME from the next call on"),
+    (
+        "/model [NAME]",
+        "show the model, or use NAME from the next call on",
+    ),
     ("/usage", "the tokens this chat has used"),
     ("/exit", "leave (also /quit, Ctrl-D)"),
 ];
@@ -83,12 +89,25 @@ mod tests {
     fn commands_prompts_and_mistakes() {
         assert_eq!(parse("  "), Ok(Line::Empty));
         assert_eq!(parse("fix it"), Ok(Line::Prompt("fix it".into())));
-        assert_eq!(parse("/kill  ab12 "), Ok(Line::Command(Slash::Kill("ab12".into()))));
+        assert_eq!(
+            parse("/kill  ab12 "),
+            Ok(Line::Command(Slash::Kill("ab12".into())))
+        );
         assert_eq!(parse("/model"), Ok(Line::Command(Slash::Model(None))));
         assert_eq!(parse("/quit"), Ok(Line::Command(Slash::Exit)));
-        assert_eq!(parse("//etc is a folder"), Ok(Line::Prompt("/etc is a folder".into())));
-        assert_eq!(parse("/ not a command"), Ok(Line::Prompt("/ not a command".into())));
+        assert_eq!(
+            parse("//etc is a folder"),
+            Ok(Line::Prompt("/etc is a folder".into()))
+        );
+        assert_eq!(
+            parse("/ not a command"),
+            Ok(Line::Prompt("/ not a command".into()))
+        );
         assert!(parse("/kill").is_err());
-        assert!(parse("/frobnicate now").unwrap_err().contains("/frobnicate"));
+        assert!(
+            parse("/frobnicate now")
+                .unwrap_err()
+                .contains("/frobnicate")
+        );
     }
 }

@@ -425,4 +425,3 @@ fn default_helper() -> Option<PathBuf> {
 
 /// The helper-only executable installed beside `corral` (`host/src/bin/corral-sandbox.rs`).
 pub const SMALL_HELPER: &str = "corral-sandbox";
-
