@@ -25,6 +25,6 @@ pub mod server;
 pub use cli::{Corral, RunOutput};
 pub use openai_server::{Completion, OpenAiServer};
 pub use server::{
-    Reply, ScriptedServer, ToolResult, Turn, redacted_thinking, system_text, thinking,
+    Reply, ScriptedServer, ToolResult, Turn, redacted_thinking, sized, system_text, thinking,
     tool_results, tool_use, without_cache_marks,
 };

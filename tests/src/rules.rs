@@ -257,6 +257,29 @@ pub fn thinking_violations(answers: &[Value], body: &Value) -> Vec<String> {
     out
 }
 
+/// How corral's compacted history begins: its first user message opens with this block.
+pub const SUMMARY_TAG: &str = "<conversation-summary>";
+
+/// Whether `body` is the summarising call of a compaction: no tools, one user message holding
+/// a `<transcript>`.
+pub fn is_summary_request(body: &Value) -> bool {
+    let messages = body["messages"].as_array().cloned().unwrap_or_default();
+    body.get("tools").is_none()
+        && messages.len() == 1
+        && messages[0].to_string().contains("<transcript>")
+}
+
+/// Whether `body` starts over after a compaction: it comes right after the summarising call
+/// (`previous` is that call) and opens with the summary. The prefix rule cannot hold across
+/// that request (the cache of the long history is given up on purpose); it holds again from
+/// the next one.
+pub fn starts_over(previous: &Value, body: &Value) -> bool {
+    is_summary_request(previous)
+        && body["messages"][0]["content"][0]["text"]
+            .as_str()
+            .is_some_and(|t| t.starts_with(SUMMARY_TAG))
+}
+
 /// Prefix stability: a request that goes on with a conversation (more than one message) must
 /// begin, up to its second-to-last cache breakpoint, with the bytes of `previous`, the request
 /// before it; otherwise the cache `previous` wrote is never read. Breakpoint markers aside

@@ -61,6 +61,7 @@ pub struct AgentSettings {
     pub thinking: Option<crate::llm::Thinking>,
     pub effort: Option<crate::llm::Effort>,
     pub cache: Option<bool>,
+    pub context_window: Option<u32>,
 }
 
 /// The settings of one workspace.
@@ -228,6 +229,18 @@ impl Policy {
                 .unwrap_or(crate::llm::models::UNKNOWN_MAX_TOKENS);
             if gate.limit("[agent] max_tokens", n, current, "") {
                 self.agent.max_tokens = Some(n);
+            }
+        }
+
+        if let Some(n) = &agent.context_window {
+            let n = bounded(n, 1024, u64::from(u32::MAX), "context_window", source)? as u32;
+            let same = self.agent.context_window == Some(n);
+            if gate.choice(
+                "[agent] context_window",
+                same,
+                "it would decide how often the conversation is summarised (a model call each)",
+            ) {
+                self.agent.context_window = Some(n);
             }
         }
 
@@ -573,6 +586,9 @@ impl Policy {
         }
         if let Some(cache) = self.agent.cache {
             config.cache = cache;
+        }
+        if self.agent.context_window.is_some() {
+            config.context_window = self.agent.context_window;
         }
         if !self.agent.system.is_empty() {
             config.instructions = Some(self.agent.system.join("\n\n"));
