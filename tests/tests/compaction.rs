@@ -5,9 +5,7 @@
 
 #![allow(clippy::unwrap_used, clippy::expect_used)]
 
-use std::sync::Arc;
-use std::sync::atomic::{AtomicUsize, Ordering};
-
+use corral_tests::long_session::reading_model;
 use corral_tests::rules::{SUMMARY_TAG, is_summary_request};
 use corral_tests::{Corral, Reply, ScriptedServer, Turn, sized, tool_use};
 use serde_json::{Value, json};
@@ -26,40 +24,6 @@ fn workspace() -> Corral {
     );
     corral.trust();
     corral
-}
-
-/// A script for a model that reads a.txt `calls` times and then says "done", answering every
-/// summarising call with a summary; each answer reports the request's size as its tokens.
-/// `replies` is how many script entries to make (calls + 1 + the summaries expected at most).
-fn reading_model(calls: usize, replies: usize) -> Vec<Reply> {
-    let next = Arc::new(AtomicUsize::new(0));
-    (0..replies)
-        .map(|_| {
-            let next = next.clone();
-            Reply::dynamic(move |body| {
-                let tokens = body.to_string().len() / 4;
-                let usage = json!({"input_tokens": tokens, "output_tokens": 5});
-                if is_summary_request(body) {
-                    return Turn::text(
-                        "The user asked to read a.txt repeatedly; it is 50 lines of x.",
-                    )
-                    .with_usage(usage)
-                    .into();
-                }
-                let i = next.fetch_add(1, Ordering::SeqCst);
-                let turn = if i < calls {
-                    Turn::tools(vec![tool_use(
-                        &format!("r{i}"),
-                        "read_file",
-                        json!({"path": "a.txt"}),
-                    )])
-                } else {
-                    Turn::text("done")
-                };
-                turn.with_usage(usage).into()
-            })
-        })
-        .collect()
 }
 
 fn first_text(body: &Value) -> String {
