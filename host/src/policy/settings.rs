@@ -895,6 +895,22 @@ memory_mb = 1024
         assert_eq!(p.plugin("grep").limits.timeout, Duration::from_millis(100));
     }
 
+    /// `[agent] context_window` decides how often a summarising call is made: the user's file
+    /// and a trusted workspace file set it, an untrusted one only when it repeats the user's.
+    #[test]
+    fn the_context_window_is_a_choice() {
+        let ws = "[agent]\ncontext_window = 20000\n";
+        let mut config = AgentConfig::default();
+        load("", ws, TrustStatus::Trusted).apply_to(&mut config);
+        assert_eq!(config.context_window, Some(20000));
+        let p = load("", ws, TrustStatus::Untrusted);
+        assert_eq!(p.agent.context_window, None);
+        assert_eq!(ignored(&p), ["[agent] context_window"]);
+        let p = load(ws, ws, TrustStatus::Untrusted);
+        assert_eq!(p.agent.context_window, Some(20000));
+        assert!(p.trust.ignored.is_empty());
+    }
+
     /// `background_timeout_secs = 0` is no timeout at all, the widest setting: an untrusted
     /// file cannot take the default timeout away, a trusted one can, and a shorter timeout is
     /// a narrowing either way.
