@@ -28,6 +28,11 @@ pub struct AgentConfig {
     /// Prompt caching (on by default): breakpoints on the stable prefix and the newest turn
     /// ([`crate::llm::cache`]).
     pub cache: bool,
+    /// The model's context window in tokens (`[agent] context_window`); `None`, the models
+    /// table's, or [`crate::llm::models::UNKNOWN_CONTEXT_WINDOW`] for a model it does not know.
+    /// The conversation is compacted when a request would pass
+    /// [`crate::agent::compaction::THRESHOLD_PERCENT`] of it.
+    pub context_window: Option<u32>,
     /// Model calls allowed for one prompt before the run stops with [`crate::AgentError::MaxTurns`].
     pub max_turns: u32,
     /// Extra instructions appended to corral's system prompt (`[agent] system`, `--system`).
@@ -55,6 +60,7 @@ impl Default for AgentConfig {
             thinking: Thinking::default(),
             effort: None,
             cache: true,
+            context_window: None,
             max_turns: 50,
             instructions: None,
             project_instructions: true,

@@ -3,8 +3,8 @@
 //! block), each written as JSON without its `cache_control` (a marker moved from one block to
 //! another changes no cached bytes), and the units that carry a breakpoint.
 //!
-//! The rules ([`crate::rules`]) check with it that a request's bytes up to its second-to-last
-//! breakpoint are the previous request's; the prompt-cache benchmark measures with it how much
+//! The rules ([`crate::rules`]) check with it that a request begins with the bytes the previous
+//! request cached; the prompt-cache benchmark measures with it how much
 //! of each request the previous one's breakpoints cached.
 
 use serde_json::Value;

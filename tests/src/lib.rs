@@ -8,12 +8,14 @@
 //! - [`openai_server`]: the OpenAI Chat Completions protocol of it; [`openai_rules`]: its rules.
 //! - [`cargo`]: runs cargo on crates a test makes, sharing the plugins' target folder.
 //! - [`cli`]: runs the real `corral` binary in a temp workspace against a server.
+//! - [`long_session`]: a scripted model for sessions long enough to be compacted.
 //! - [`pty`]: runs a command on a pseudo-terminal and replays what its screen shows.
 
 #![allow(clippy::unwrap_used, clippy::expect_used)] // test support: a failed setup is a failed test
 pub mod cache;
 pub mod cargo;
 pub mod cli;
+pub mod long_session;
 pub mod openai_rules;
 pub mod openai_server;
 pub mod plugins;
@@ -25,6 +27,6 @@ pub mod server;
 pub use cli::{Corral, RunOutput};
 pub use openai_server::{Completion, OpenAiServer};
 pub use server::{
-    Reply, ScriptedServer, ToolResult, Turn, redacted_thinking, system_text, thinking,
+    Reply, ScriptedServer, ToolResult, Turn, redacted_thinking, sized, system_text, thinking,
     tool_results, tool_use, without_cache_marks,
 };

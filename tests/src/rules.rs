@@ -257,36 +257,75 @@ pub fn thinking_violations(answers: &[Value], body: &Value) -> Vec<String> {
     out
 }
 
+/// How corral's compacted history begins: its first user message opens with this block.
+pub const SUMMARY_TAG: &str = "<conversation-summary>";
+
+/// Whether `body` is the summarising call of a compaction: no tools, one user message holding
+/// a `<transcript>`.
+pub fn is_summary_request(body: &Value) -> bool {
+    let messages = body["messages"].as_array().cloned().unwrap_or_default();
+    body.get("tools").is_none()
+        && messages.len() == 1
+        && messages[0].to_string().contains("<transcript>")
+}
+
+/// Whether `body` starts over after a compaction: it comes right after the summarising call
+/// (`previous` is that call) and opens with the summary. The prefix rule cannot hold across
+/// that request (the cache of the long history is given up on purpose); it holds again from
+/// the next one.
+pub fn starts_over(previous: &Value, body: &Value) -> bool {
+    is_summary_request(previous)
+        && body["messages"][0]["content"][0]["text"]
+            .as_str()
+            .is_some_and(|t| t.starts_with(SUMMARY_TAG))
+}
+
+/// How many blocks before a breakpoint the API looks for an earlier cache entry (its
+/// documented 20).
+pub const LOOKBACK_BLOCKS: usize = 20;
+
 /// Prefix stability: a request that goes on with a conversation (more than one message) must
-/// begin, up to its second-to-last cache breakpoint, with the bytes of `previous`, the request
-/// before it; otherwise the cache `previous` wrote is never read. Breakpoint markers aside
+/// begin with the bytes of `previous`, the request before it, up to `previous`'s last cache
+/// breakpoint, and carry a breakpoint of its own at or less than [`LOOKBACK_BLOCKS`] after
+/// it; otherwise the cache `previous` wrote is never read. Breakpoint markers aside
 /// ([`Units`]).
 pub fn prefix_violations(previous: &Value, body: &Value) -> Vec<String> {
     if body["messages"].as_array().is_none_or(|m| m.len() < 2) {
         return Vec::new();
     }
-    let units = Units::of(body);
-    let [.., second_to_last, _] = units.breakpoints[..] else {
+    let before = Units::of(previous);
+    let Some(&last) = before.breakpoints.last() else {
         return Vec::new();
     };
-    let prefix = units.prefix(second_to_last);
-    let before = Units::of(previous).bytes();
-    if before.starts_with(&prefix) {
-        return Vec::new();
+    let cached = before.prefix(last);
+    let now = Units::of(body);
+    let bytes = now.bytes();
+    if !bytes.starts_with(&cached) {
+        let at = cached
+            .bytes()
+            .zip(bytes.bytes())
+            .take_while(|(a, b)| a == b)
+            .count();
+        let around = |s: &str| {
+            s.get(at.saturating_sub(40)..(at + 40).min(s.len()))
+                .unwrap_or("")
+                .to_string()
+        };
+        return vec![format!(
+            "the bytes up to the previous request's last cache breakpoint differ from it at byte {at}: now {:?}, before {:?}",
+            around(&bytes),
+            around(&cached)
+        )];
     }
-    let at = prefix
-        .bytes()
-        .zip(before.bytes())
-        .take_while(|(a, b)| a == b)
-        .count();
-    let around = |s: &str| {
-        s.get(at.saturating_sub(40)..(at + 40).min(s.len()))
-            .unwrap_or("")
-            .to_string()
-    };
-    vec![format!(
-        "the bytes up to the second-to-last cache breakpoint differ from the previous request's at byte {at}: now {:?}, before {:?}",
-        around(&prefix),
-        around(&before)
-    )]
+    if !now
+        .breakpoints
+        .iter()
+        .any(|&b| b >= last && b - last <= LOOKBACK_BLOCKS)
+    {
+        return vec![format!(
+            "no cache breakpoint at or within {LOOKBACK_BLOCKS} blocks after the previous request's last one (block {last}): its cache is never read; breakpoints now at {:?}",
+            now.breakpoints
+        )];
+    }
+    Vec::new()
 }

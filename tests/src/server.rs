@@ -69,6 +69,18 @@ impl Turn {
     }
 }
 
+/// `turn`, reporting as its `input_tokens` the request's bytes divided by 4, about what a
+/// tokenizer would count: corral's size estimate sees the conversation grow as with a real
+/// model.
+pub fn sized(turn: Turn) -> Reply {
+    Reply::dynamic(move |body| {
+        let tokens = body.to_string().len() / 4;
+        turn.clone()
+            .with_usage(json!({"input_tokens": tokens, "output_tokens": 5}))
+            .into()
+    })
+}
+
 /// A `tool_use` block.
 pub fn tool_use(id: &str, name: &str, input: Value) -> Value {
     json!({"type": "tool_use", "id": id, "name": name, "input": input})
@@ -182,7 +194,21 @@ impl Protocol for Anthropic {
 
     fn history_violations(earlier: &[Recorded], answers: &[Value], body: &Value) -> Vec<String> {
         let mut out = crate::rules::thinking_violations(answers, body);
-        if let Some(previous) = earlier.last() {
+        // A compaction's summarising call is a conversation of its own, and the request after
+        // it starts over; between the agent's other calls the prefix rule holds.
+        if crate::rules::is_summary_request(body) {
+            return out;
+        }
+        if let Some(last) = earlier.last()
+            && crate::rules::starts_over(&last.body, body)
+        {
+            return out;
+        }
+        let previous = earlier
+            .iter()
+            .rev()
+            .find(|r| !crate::rules::is_summary_request(&r.body));
+        if let Some(previous) = previous {
             out.extend(crate::rules::prefix_violations(&previous.body, body));
         }
         out

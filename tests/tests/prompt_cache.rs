@@ -1,7 +1,7 @@
 //! Prompt caching end to end: the real `corral` binary against the scripted Anthropic server,
 //! whose rules refuse a request with more than 4 breakpoints, with none on the last tool, the
-//! system prompt or the newest message, or whose bytes up to its second-to-last breakpoint are
-//! not the previous request's.
+//! system prompt or the newest message, or that does not begin with the bytes the previous
+//! request cached (up to its last breakpoint) with a breakpoint of its own close enough after.
 
 #![allow(clippy::unwrap_used, clippy::expect_used)]
 

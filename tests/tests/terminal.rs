@@ -343,6 +343,11 @@ fn ctrl_c_in_chat_stops_the_turn_not_the_program() {
     assert_eq!(bodies.len(), 4, "{}", out.screen().join("\n"));
     let last = bodies[3].to_string();
     assert!(last.contains("(cancelled by the user)"), "{last}");
+    // A stopped turn is closed: a prompt no call answered is taken back out, a turn stopped
+    // during its tools ends with corral's note, and each next prompt is a turn of its own.
+    let second = bodies[1].to_string();
+    assert!(!second.contains("tell me slowly"), "{second}");
+    assert!(last.contains("stopped by the user"), "{last}");
     let screen = out.screen().join("\n");
     assert!(
         screen.contains("running"),

@@ -235,6 +235,7 @@ impl AgentBuilder {
             session,
             events: self.events,
             background,
+            last_sent: None,
         })
     }
 }

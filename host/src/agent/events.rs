@@ -76,6 +76,10 @@ pub enum Event {
         level: crate::plugins::LogLevel,
         message: String,
     },
+    /// The older part of the conversation was replaced by a summary the model wrote
+    /// ([`crate::agent::compaction`]); `reason` is `threshold`, `prompt_too_long` or
+    /// `requested`.
+    Compacted(crate::agent::Compacted),
     /// Something the user should know that does not stop the run: a cut-off last line of the
     /// resumed session file was dropped, commands left running by a corral that died were
     /// ended. The CLI prints it on stderr in every mode.

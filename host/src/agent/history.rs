@@ -4,6 +4,13 @@
 //! messages alternate user / assistant, starting with a user message; every `tool_use` of an
 //! assistant message is answered by a `tool_result` in the very next user message, and those
 //! results come first in it; the last message sent is a user message.
+//!
+//! Besides the messages, the history knows where each user turn (a prompt and all the calls it
+//! led to) began, so a turn can be taken back whole: by `/undo`, or when its first model call
+//! failed ([`Change::Truncate`]). A compaction ([`Change::Compact`]) replaces the older turns by
+//! a summary; the turns it kept keep their starts.
+
+use serde::{Deserialize, Serialize};
 
 use crate::llm::{ContentBlock, Message, Role};
 
@@ -11,6 +18,16 @@ use crate::llm::{ContentBlock, Message, Role};
 #[derive(Debug, Clone, Default)]
 pub struct History {
     messages: Vec<Message>,
+    /// Where each user turn still in the history began, oldest first.
+    turns: Vec<Mark>,
+}
+
+/// A place in the history: the first block of a turn, message `message`'s block `block`
+/// (a turn whose prompt was appended to a user message begins inside it).
+#[derive(Debug, Clone, Copy, PartialEq, Eq, PartialOrd, Ord, Serialize, Deserialize)]
+pub struct Mark {
+    pub message: usize,
+    pub block: usize,
 }
 
 /// What a change to the history was, so the session log can record it.
@@ -20,6 +37,31 @@ pub enum Change {
     Push(Message),
     /// Blocks were added to the end of the last message.
     Append(Vec<ContentBlock>),
+    /// A user turn begins here: the content added next is its prompt.
+    Turn,
+    /// Everything from `to` on was taken out (`/undo`, or a prompt whose model call failed).
+    Truncate { to: Mark },
+    /// The older part of the conversation was replaced by a summary ([`Compaction`]).
+    Compact(Compaction),
+}
+
+/// One compaction: messages `0..keep_from` go, and a user message holding `summary` takes
+/// their place (followed, when message `keep_from` is a user message, by that message's
+/// blocks); the results named in `replaced` get the pointer text given there (their full text
+/// was saved to a file). Kept as data so replaying a session file comes to the same history.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct Compaction {
+    pub keep_from: usize,
+    pub summary: String,
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub replaced: Vec<Replaced>,
+}
+
+/// A tool result whose content was replaced by a pointer to the file holding it.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct Replaced {
+    pub tool_use_id: String,
+    pub content: String,
 }
 
 impl History {
@@ -33,6 +75,38 @@ impl History {
 
     pub fn last(&self) -> Option<&Message> {
         self.messages.last()
+    }
+
+    /// Where the next content added will be.
+    pub fn end(&self) -> Mark {
+        Mark {
+            message: self.messages.len(),
+            block: 0,
+        }
+    }
+
+    /// Where the newest user turn still in the history began (`None` when it was compacted
+    /// away, or there is none).
+    pub fn last_turn(&self) -> Option<Mark> {
+        self.turns.last().copied()
+    }
+
+    /// Marks the start of a user turn: the prompt added next begins it.
+    pub fn begin_turn(&mut self) -> Change {
+        self.apply(Change::Turn);
+        Change::Turn
+    }
+
+    /// Takes out everything from `to` on (the turns that began there or later with it).
+    pub fn truncate(&mut self, to: Mark) -> Change {
+        self.apply(Change::Truncate { to });
+        Change::Truncate { to }
+    }
+
+    /// Carries out `compaction` ([`Compaction`]).
+    pub fn compact(&mut self, compaction: Compaction) -> Change {
+        self.apply(Change::Compact(compaction.clone()));
+        Change::Compact(compaction)
     }
 
     /// Adds user content: appended to the last message when that is a user message (so two user
@@ -84,7 +158,80 @@ impl History {
                     last.content.extend(blocks);
                 }
             }
+            Change::Turn => {
+                let mark = match self.messages.last() {
+                    Some(last) if last.role == Role::User => Mark {
+                        message: self.messages.len() - 1,
+                        block: last.content.len(),
+                    },
+                    _ => self.end(),
+                };
+                self.turns.push(mark);
+            }
+            Change::Truncate { to } => {
+                if to.block == 0 {
+                    self.messages.truncate(to.message);
+                } else if let Some(message) = self.messages.get_mut(to.message) {
+                    message.content.truncate(to.block);
+                    self.messages.truncate(to.message + 1);
+                }
+                self.turns.retain(|t| *t < to);
+            }
+            Change::Compact(compaction) => self.apply_compaction(compaction),
         }
+    }
+
+    fn apply_compaction(&mut self, compaction: Compaction) {
+        for message in &mut self.messages {
+            for block in &mut message.content {
+                if let ContentBlock::ToolResult {
+                    tool_use_id,
+                    content,
+                    ..
+                } = block
+                    && let Some(r) = compaction
+                        .replaced
+                        .iter()
+                        .find(|r| &r.tool_use_id == tool_use_id)
+                {
+                    *content = r.content.clone();
+                }
+            }
+        }
+        let k = compaction.keep_from.min(self.messages.len());
+        let tail = self.messages.split_off(k);
+        let mut first = vec![ContentBlock::text(compaction.summary)];
+        // A kept user message joins the summary's, so roles still alternate.
+        let joins = tail.first().is_some_and(|m| m.role == Role::User);
+        let mut tail = tail.into_iter();
+        if joins && let Some(user) = tail.next() {
+            first.extend(user.content);
+        }
+        self.messages = std::iter::once(Message {
+            role: Role::User,
+            content: first,
+        })
+        .chain(tail)
+        .collect();
+        self.turns = self
+            .turns
+            .iter()
+            .filter(|t| t.message >= k)
+            .map(|t| match (joins, t.message == k) {
+                (true, true) => Mark {
+                    message: 0,
+                    block: t.block + 1,
+                },
+                (true, false) => Mark {
+                    message: t.message - k,
+                    block: t.block,
+                },
+                (false, _) => Mark {
+                    message: t.message - k + 1,
+                    block: t.block,
+                },
+            })
+            .collect();
     }
 
     /// The `tool_result` blocks owed by the last message, if it is an assistant message with

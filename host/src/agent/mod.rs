@@ -7,6 +7,7 @@
 //! model asked for them.
 
 mod builder;
+pub mod compaction;
 mod dispatch;
 mod error;
 mod events;
@@ -20,6 +21,7 @@ use std::sync::Arc;
 use std::time::{Duration, Instant};
 
 pub use builder::AgentBuilder;
+pub use compaction::Compacted;
 pub use error::AgentError;
 pub use events::{Event, EventSink, ignore_events};
 pub use history::History;
@@ -59,6 +61,9 @@ pub struct Agent {
     session: SessionLog,
     events: EventSink,
     background: Option<Arc<BackgroundManager>>,
+    /// The `input_tokens` the last answer reported and the bytes of the request it answered,
+    /// for the size estimate ([`compaction`]); `None` after a compaction and at the start.
+    last_sent: Option<(u64, u64)>,
 }
 
 impl std::fmt::Debug for Agent {
@@ -106,12 +111,12 @@ impl Agent {
         &self.config
     }
 
-    /// The background manager, when the shell tools are enabled.
     /// Ends a turn the user stopped (its [`prompt`](Self::prompt) future was dropped): every
     /// tool call the model asked for and did not get an answer to gets `(cancelled by the
-    /// user)`, so the history stays valid and the next prompt goes on from it. Commands still
-    /// running for those calls were ended when their futures were dropped; background tasks run
-    /// on.
+    /// user)`, and the turn is closed as a failed one is, so the history stays valid and the
+    /// next prompt starts a turn of its own (a prompt stopped before any model call answered
+    /// is taken back out). Commands still running for those calls were ended when their
+    /// futures were dropped; background tasks run on.
     pub fn cancel_turn(&mut self) -> Result<(), AgentError> {
         let owed: Vec<ContentBlock> = self
             .history
@@ -119,7 +124,7 @@ impl Agent {
         if !owed.is_empty() {
             self.add_user(owed)?;
         }
-        Ok(())
+        self.close_turn("stopped by the user")
     }
 
     /// Switches the model for the next calls (`/model` in chat). The conversation goes on.
@@ -134,6 +139,7 @@ impl Agent {
         let dir = self.workspace.state_dir().join("sessions");
         self.session = SessionLog::create(&dir, &self.config.model)?;
         self.history = History::new();
+        self.last_sent = None;
         (self.events)(&Event::SessionStarted {
             session_id: self.session.id().to_string(),
             path: self.session.path().display().to_string(),
@@ -142,6 +148,7 @@ impl Agent {
         Ok(())
     }
 
+    /// The background manager, when the shell tools are enabled.
     pub fn background(&self) -> Option<&Arc<BackgroundManager>> {
         self.background.as_ref()
     }
@@ -157,10 +164,49 @@ impl Agent {
     /// Gives the model `text` and runs until it ends its turn.
     ///
     /// Fails when the model cannot be called (after retries), when `max_turns` model calls pass
-    /// without an end, or when the session file cannot be written. In every case the history up
-    /// to the failure is kept, in memory and on disk.
+    /// without an end, or when the session file cannot be written. The history up to the
+    /// failure is kept, in memory and on disk, and the failure is marked in the session file;
+    /// the next prompt starts a user turn of its own: a prompt whose first model call failed is
+    /// taken back out of the history (the session file keeps it, marked), and a turn that
+    /// failed later is closed by a note from corral in the assistant's place.
+    ///
+    /// Before each model call the conversation is compacted when it nears the context window,
+    /// and once more, with the call made again, when the server says the prompt is too long
+    /// ([`compaction`]).
     pub async fn prompt(&mut self, text: &str) -> Result<Outcome, AgentError> {
+        let change = self.history.begin_turn();
+        self.session.record(&change)?;
         self.add_user(vec![ContentBlock::text(text)])?;
+        match self.run_turn().await {
+            Ok(outcome) => Ok(outcome),
+            Err(error) => {
+                if !matches!(error, AgentError::Session(_))
+                    && let Err(also) = self.close_turn(&error.to_string())
+                {
+                    tracing::warn!(%also, "could not mark the failed turn in the session file");
+                }
+                Err(error)
+            }
+        }
+    }
+
+    /// Takes the last user turn back (`/undo` in chat): the prompt and everything after it
+    /// leave the history, and the session file records it (the transcript keeps them).
+    /// Returns the number of messages the history shrank by (0 when the prompt was part of a
+    /// message kept), or `None` when there is no turn to undo: none yet, or the last one began
+    /// before a compaction.
+    pub fn undo(&mut self) -> Result<Option<usize>, AgentError> {
+        let Some(mark) = self.history.last_turn() else {
+            return Ok(None);
+        };
+        let before = self.history.messages().len();
+        let change = self.history.truncate(mark);
+        self.session.record(&change)?;
+        self.last_sent = None;
+        Ok(Some(before - self.history.messages().len()))
+    }
+
+    async fn run_turn(&mut self) -> Result<Outcome, AgentError> {
         let mut usage = Usage::default();
         let mut turn = 0;
         let mut waited = Duration::ZERO;
@@ -171,7 +217,7 @@ impl Agent {
                 });
             }
             turn += 1;
-            let response = self.call_model(turn).await?;
+            let response = self.answer(turn, &mut usage).await?;
             usage += response.usage;
             self.session.record_usage(response.usage)?;
             (self.events)(&Event::TurnFinished {
@@ -209,6 +255,62 @@ impl Agent {
             }
             self.add_user(results)?;
         }
+    }
+
+    /// The model's answer to the history as it is: background results delivered, the
+    /// conversation compacted first when due, and compacted once more and asked again when the
+    /// server says the prompt is too long. Summarising calls add their tokens to `usage`.
+    async fn answer(&mut self, turn: u32, usage: &mut Usage) -> Result<llm::Response, AgentError> {
+        self.deliver_background()?;
+        self.compact_if_due(usage).await?;
+        match self.call_model(turn).await {
+            Err(AgentError::Llm(error)) if error.is_prompt_too_long() => {
+                match self
+                    .compact_for(compaction::Reason::PromptTooLong, usage)
+                    .await
+                {
+                    Ok(Some(_)) => self.call_model(turn).await,
+                    Ok(None) | Err(AgentError::Llm(_)) => Err(AgentError::Llm(error)),
+                    Err(other) => Err(other),
+                }
+            }
+            other => other,
+        }
+    }
+
+    /// Ends a turn that failed or was stopped (`why`) so the next prompt starts one of its own
+    /// (see [`Self::prompt`]).
+    fn close_turn(&mut self, why: &str) -> Result<(), AgentError> {
+        self.session.record_failure(why)?;
+        if self
+            .history
+            .last()
+            .is_none_or(|m| m.role != llm::Role::User)
+        {
+            return Ok(());
+        }
+        let unanswered = self
+            .history
+            .last_turn()
+            .filter(|mark| mark.message + 1 == self.history.messages().len());
+        if let Some(mark) = unanswered {
+            self.history.truncate(mark);
+            self.session.record_truncate(mark, "failed")?;
+            self.last_sent = None;
+            (self.events)(&Event::Warning {
+                message: "the prompt was taken back out of the conversation (no model call of \
+                          it succeeded); send it again to retry"
+                    .into(),
+            });
+            return Ok(());
+        }
+        let note = ContentBlock::text(format!(
+            "(corral: this turn stopped here, before the model ended it: {why})"
+        ));
+        if let Some(change) = self.history.add_assistant(vec![note]) {
+            self.session.record(&change)?;
+        }
+        Ok(())
     }
 
     fn add_user(&mut self, blocks: Vec<ContentBlock>) -> Result<(), AgentError> {
@@ -274,7 +376,6 @@ impl Agent {
     }
 
     async fn call_model(&mut self, turn: u32) -> Result<llm::Response, AgentError> {
-        self.deliver_background()?;
         history::check_request(self.history.messages()).map_err(AgentError::Invariant)?;
         (self.events)(&Event::ModelRequest { turn });
         let request = Request {
@@ -308,14 +409,17 @@ impl Agent {
                 error: error.brief(),
             })
         };
-        Ok(llm::call(
+        let bytes = compaction::request_bytes(&self.system, &self.specs, self.history.messages());
+        let response = llm::call(
             self.provider.as_ref(),
             &self.config.retry,
             &request,
             &on_delta,
             &on_retry,
         )
-        .await?)
+        .await?;
+        self.last_sent = Some((response.usage.input_tokens, bytes));
+        Ok(response)
     }
 
     /// Runs the tool calls of the last answer, at once except calls with the same resource key,

@@ -1,8 +1,13 @@
 //! The session file: every change to the history, appended as a JSON line as it happens.
 //!
 //! `<workspace>/.corral/sessions/<uuid>.jsonl`. The first line describes the session; each
-//! further line is a [`Change`](super::history::Change). A crash, or a fatal API error, loses
-//! nothing that was said: `corral run --continue` replays the file.
+//! further line is a [`Change`](super::history::Change) or a note beside the history (the
+//! tokens of a call, a prompt that failed). A crash, or a fatal API error, loses nothing that
+//! was said: `corral run --continue` replays the file.
+//!
+//! Nothing is ever rewritten: a compaction is one more line (`compact`, the summary and where
+//! the kept part begins), and `/undo` or a failed prompt one more (`truncate`), so the whole
+//! transcript stays in the file while replaying it gives the history as it is now.
 
 use std::fs::{File, OpenOptions};
 use std::io::Write;
@@ -10,7 +15,7 @@ use std::path::{Path, PathBuf};
 
 use serde::{Deserialize, Serialize};
 
-use super::history::{Change, History};
+use super::history::{Change, Compaction, History, Mark};
 use crate::llm::{ContentBlock, Message};
 
 /// A session file that cannot be opened, written or read. Fatal: the run stops before
@@ -54,6 +59,23 @@ enum Line {
     /// The tokens one model call used (for `corral sessions`; not part of the history).
     Usage {
         usage: crate::llm::Usage,
+    },
+    /// A user turn (a prompt) begins with the next change.
+    Turn,
+    /// Everything from `to` on was taken out of the history; `reason` is `undo` or `failed`.
+    Truncate {
+        to: Mark,
+        reason: String,
+    },
+    /// The older part of the history was replaced by a summary.
+    Compact {
+        #[serde(flatten)]
+        compaction: Compaction,
+    },
+    /// A prompt's model call failed with `error` (not part of the history: the change that
+    /// follows says what became of the turn).
+    Failed {
+        error: String,
     },
 }
 
@@ -136,7 +158,10 @@ impl SessionLog {
             Line::Session { id: sid, .. } => id = Some(sid),
             Line::Message { message } => history.apply(Change::Push(message)),
             Line::Append { content } => history.apply(Change::Append(content)),
-            Line::Usage { .. } => {}
+            Line::Turn => history.apply(Change::Turn),
+            Line::Truncate { to, .. } => history.apply(Change::Truncate { to }),
+            Line::Compact { compaction } => history.apply(Change::Compact(compaction)),
+            Line::Usage { .. } | Line::Failed { .. } => {}
         })?;
         let id = id.ok_or_else(|| SessionError::Corrupt {
             path: path.clone(),
@@ -166,7 +191,15 @@ impl SessionLog {
         self.write(&Line::Usage { usage })
     }
 
-    /// Appends one change of the history.
+    /// Records that a prompt's model call failed with `error`.
+    pub fn record_failure(&mut self, error: &str) -> Result<(), SessionError> {
+        self.write(&Line::Failed {
+            error: error.to_string(),
+        })
+    }
+
+    /// Appends one change of the history. A truncation is recorded as an undo; use
+    /// [`record_truncate`](Self::record_truncate) to give another reason.
     pub fn record(&mut self, change: &Change) -> Result<(), SessionError> {
         match change {
             Change::Push(message) => self.write(&Line::Message {
@@ -175,7 +208,20 @@ impl SessionLog {
             Change::Append(content) => self.write(&Line::Append {
                 content: content.clone(),
             }),
+            Change::Turn => self.write(&Line::Turn),
+            Change::Truncate { to } => self.record_truncate(*to, "undo"),
+            Change::Compact(compaction) => self.write(&Line::Compact {
+                compaction: compaction.clone(),
+            }),
         }
+    }
+
+    /// Records a truncation of the history to `to`, for `reason` (`undo`, `failed`).
+    pub fn record_truncate(&mut self, to: Mark, reason: &str) -> Result<(), SessionError> {
+        self.write(&Line::Truncate {
+            to,
+            reason: reason.to_string(),
+        })
     }
 
     fn write(&mut self, line: &Line) -> Result<(), SessionError> {
@@ -312,6 +358,7 @@ fn summarize(path: &Path) -> Result<SessionSummary, SessionError> {
             }
         }
         Line::Usage { usage } => summary.usage += usage,
+        Line::Turn | Line::Truncate { .. } | Line::Compact { .. } | Line::Failed { .. } => {}
     })?;
     if summary.id.is_empty() {
         return Err(SessionError::Corrupt {

@@ -110,6 +110,10 @@ pub async fn chat(args: AgentArgs) -> anyhow::Result<ExitCode> {
             Ok(super::slash::Line::Prompt(prompt)) => prompt,
             Ok(super::slash::Line::Empty) => continue,
             Ok(super::slash::Line::Command(Slash::Exit)) => break,
+            Ok(super::slash::Line::Command(Slash::Compact)) => {
+                compact(&mut agent).await;
+                continue;
+            }
             Ok(super::slash::Line::Command(command)) => {
                 run_command(&mut agent, command, &used);
                 continue;
@@ -205,7 +209,27 @@ fn run_command(agent: &mut Agent, command: Slash, used: &corral::llm::Usage) {
             "this chat: {} tokens in ({} cached), {} out",
             used.input_tokens, used.cache_read_input_tokens, used.output_tokens
         ),
-        Slash::Exit => {}
+        Slash::Undo => match agent.undo() {
+            Ok(Some(_)) => eprintln!("took the last turn back"),
+            Ok(None) => {
+                eprintln!("nothing to undo (no turn since the start or the last compaction)")
+            }
+            Err(e) => eprintln!("corral: {e}"),
+        },
+        Slash::Compact | Slash::Exit => {}
+    }
+}
+
+/// `/compact`: the model summarises the older turns now (the display shows the event; this
+/// says it in `--quiet` too).
+async fn compact(agent: &mut Agent) {
+    match agent.compact().await {
+        Ok(Some(c)) => eprintln!(
+            "compacted: {} messages summarised, {} kept; about {} tokens now (was {})",
+            c.summarized, c.kept, c.tokens_after, c.tokens_before
+        ),
+        Ok(None) => eprintln!("nothing to compact yet"),
+        Err(e) => eprintln!("corral: {e}"),
     }
 }
 

@@ -317,6 +317,13 @@ pub fn line(event: &Event) -> Option<Line> {
             ),
         )],
         Event::Warning { message } => vec![piece(Warn, &format!("corral: warning: {message}"))],
+        Event::Compacted(c) => vec![piece(
+            Dim,
+            &format!(
+                "… compacted the conversation: {} messages summarised, {} kept; about {} → {} of {} tokens",
+                c.summarized, c.kept, c.tokens_before, c.tokens_after, c.context_window
+            ),
+        )],
         Event::Finished { usage, .. } => vec![piece(Dim, &tokens(usage))],
         _ => return None,
     };

@@ -23,6 +23,10 @@ pub enum Slash {
     /// Show the model, or switch to this one.
     Model(Option<String>),
     Usage,
+    /// Summarise the older turns now.
+    Compact,
+    /// Take the last turn back.
+    Undo,
     Exit,
 }
 
@@ -40,6 +44,11 @@ pub const HELP: &[(&str, &str)] = &[
         "show the model, or use NAME from the next call on",
     ),
     ("/usage", "the tokens this chat has used"),
+    ("/compact", "summarise the older turns now, to free context"),
+    (
+        "/undo",
+        "take the last prompt and everything after it back out",
+    ),
     ("/exit", "leave (also /quit, Ctrl-D)"),
 ];
 
@@ -70,6 +79,8 @@ pub fn parse(line: &str) -> Result<Line, String> {
         "clear" => Slash::Clear,
         "model" => Slash::Model((!arg.is_empty()).then(|| arg.to_string())),
         "usage" => Slash::Usage,
+        "compact" => Slash::Compact,
+        "undo" => Slash::Undo,
         "exit" | "quit" => Slash::Exit,
         other => {
             return Err(format!(
@@ -95,6 +106,8 @@ mod tests {
         );
         assert_eq!(parse("/model"), Ok(Line::Command(Slash::Model(None))));
         assert_eq!(parse("/quit"), Ok(Line::Command(Slash::Exit)));
+        assert_eq!(parse("/compact"), Ok(Line::Command(Slash::Compact)));
+        assert_eq!(parse("/undo"), Ok(Line::Command(Slash::Undo)));
         assert_eq!(
             parse("//etc is a folder"),
             Ok(Line::Prompt("/etc is a folder".into()))

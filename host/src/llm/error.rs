@@ -89,6 +89,29 @@ impl LlmError {
         }
     }
 
+    /// Whether the server refused the request for being longer than the model's context: the
+    /// Anthropic API's 400 `invalid_request_error` "prompt is too long: N tokens > M maximum",
+    /// an OpenAI-compatible server's `context_length_exceeded` or "maximum context length". The
+    /// agent compacts the conversation once and tries again ([`crate::agent::compaction`]).
+    pub fn is_prompt_too_long(&self) -> bool {
+        match self {
+            LlmError::Api {
+                status: 400 | 413,
+                kind,
+                message,
+                ..
+            } => {
+                let message = message.to_ascii_lowercase();
+                kind == "context_length_exceeded"
+                    || message.contains("prompt is too long")
+                    || message.contains("maximum context length")
+                    || message.contains("context_length_exceeded")
+            }
+            LlmError::RetriesExhausted { last, .. } => last.is_prompt_too_long(),
+            _ => false,
+        }
+    }
+
     /// How long the server asked us to wait before trying again, if it said.
     pub fn retry_after(&self) -> Option<Duration> {
         match self {

@@ -21,6 +21,11 @@ pub const UNKNOWN_MAX_TOKENS: u32 = 8192;
 /// room for adaptive thinking and a long answer.
 pub const DEFAULT_MAX_TOKENS: u32 = 32_000;
 
+/// The context window assumed for a model corral does not know, unless `[agent] context_window`
+/// says: small enough that compaction starts before most servers would refuse a request (a
+/// local server with a shorter context still answers "too long", and corral compacts then).
+pub const UNKNOWN_CONTEXT_WINDOW: u32 = 32_768;
+
 /// How a model thinks, and so what it may be sent.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub enum ThinkingSupport {
@@ -117,6 +122,14 @@ pub fn max_tokens(id: &str, configured: Option<u32>) -> u32 {
             .min(model.max_output),
         None => configured.unwrap_or(UNKNOWN_MAX_TOKENS),
     }
+}
+
+/// The context window of a call to `id`, in tokens: the configured one, else a known model's,
+/// else [`UNKNOWN_CONTEXT_WINDOW`].
+pub fn context_window(id: &str, configured: Option<u32>) -> u32 {
+    configured
+        .or_else(|| lookup(id).map(|m| m.context_window))
+        .unwrap_or(UNKNOWN_CONTEXT_WINDOW)
 }
 
 #[cfg(test)]

@@ -92,6 +92,8 @@ pub struct AgentSection {
     pub effort: Option<Spanned<String>>,
     /// Prompt caching; `false` turns it off.
     pub cache: Option<bool>,
+    /// The model's context window in tokens, 1024 or more.
+    pub context_window: Option<Spanned<u64>>,
 }
 
 /// `[shell]`: the bash and background tools.

@@ -61,6 +61,7 @@ pub struct AgentSettings {
     pub thinking: Option<crate::llm::Thinking>,
     pub effort: Option<crate::llm::Effort>,
     pub cache: Option<bool>,
+    pub context_window: Option<u32>,
 }
 
 /// The settings of one workspace.
@@ -228,6 +229,18 @@ impl Policy {
                 .unwrap_or(crate::llm::models::UNKNOWN_MAX_TOKENS);
             if gate.limit("[agent] max_tokens", n, current, "") {
                 self.agent.max_tokens = Some(n);
+            }
+        }
+
+        if let Some(n) = &agent.context_window {
+            let n = bounded(n, 1024, u64::from(u32::MAX), "context_window", source)? as u32;
+            let same = self.agent.context_window == Some(n);
+            if gate.choice(
+                "[agent] context_window",
+                same,
+                "it would decide how often the conversation is summarised (a model call each)",
+            ) {
+                self.agent.context_window = Some(n);
             }
         }
 
@@ -574,6 +587,9 @@ impl Policy {
         if let Some(cache) = self.agent.cache {
             config.cache = cache;
         }
+        if self.agent.context_window.is_some() {
+            config.context_window = self.agent.context_window;
+        }
         if !self.agent.system.is_empty() {
             config.instructions = Some(self.agent.system.join("\n\n"));
         }
@@ -877,6 +893,22 @@ memory_mb = 1024
         assert!(!p.shell.enabled);
         assert_eq!(p.agent.max_turns, Some(5));
         assert_eq!(p.plugin("grep").limits.timeout, Duration::from_millis(100));
+    }
+
+    /// `[agent] context_window` decides how often a summarising call is made: the user's file
+    /// and a trusted workspace file set it, an untrusted one only when it repeats the user's.
+    #[test]
+    fn the_context_window_is_a_choice() {
+        let ws = "[agent]\ncontext_window = 20000\n";
+        let mut config = AgentConfig::default();
+        load("", ws, TrustStatus::Trusted).apply_to(&mut config);
+        assert_eq!(config.context_window, Some(20000));
+        let p = load("", ws, TrustStatus::Untrusted);
+        assert_eq!(p.agent.context_window, None);
+        assert_eq!(ignored(&p), ["[agent] context_window"]);
+        let p = load(ws, ws, TrustStatus::Untrusted);
+        assert_eq!(p.agent.context_window, Some(20000));
+        assert!(p.trust.ignored.is_empty());
     }
 
     /// `background_timeout_secs = 0` is no timeout at all, the widest setting: an untrusted
