@@ -284,13 +284,15 @@ pub fn starts_over(previous: &Value, body: &Value) -> bool {
 /// documented 20).
 pub const LOOKBACK_BLOCKS: usize = 20;
 
-/// Prefix stability: a request that goes on with a conversation (more than one message) must
-/// begin with the bytes of `previous`, the request before it, up to `previous`'s last cache
+/// Prefix stability: a request that goes on with the conversation of `previous`, the request
+/// before it (it has more messages: one that has as many or fewer took a turn back, after an
+/// `/undo` or a failed call), must begin with `previous`'s bytes up to `previous`'s last cache
 /// breakpoint, and carry a breakpoint of its own at or less than [`LOOKBACK_BLOCKS`] after
 /// it; otherwise the cache `previous` wrote is never read. Breakpoint markers aside
 /// ([`Units`]).
 pub fn prefix_violations(previous: &Value, body: &Value) -> Vec<String> {
-    if body["messages"].as_array().is_none_or(|m| m.len() < 2) {
+    let count = |body: &Value| body["messages"].as_array().map_or(0, Vec::len);
+    if count(body) < 2 || count(body) <= count(previous) {
         return Vec::new();
     }
     let before = Units::of(previous);

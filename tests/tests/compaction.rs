@@ -269,6 +269,52 @@ fn a_failed_turn_does_not_poison_the_next_prompt() {
     );
 }
 
+/// A background result that reached the model only in a prompt whose call failed is not lost
+/// with the prompt: the next prompt's request carries it (the queue had let it go).
+#[test]
+fn background_results_outlive_a_failed_prompt() {
+    use corral_tests::pty::run_in_pty_answering;
+    use std::time::Duration;
+    let corral = Corral::new();
+    let server = ScriptedServer::start(vec![
+        Turn::tools(vec![tool_use(
+            "bg",
+            "background_run",
+            json!({"command": "sleep 0.5; echo carried-$((6*7))", "timeout_secs": 0}),
+        )])
+        .into(),
+        Turn::text("Started it.").into(),
+        Reply::error(
+            400,
+            "invalid_request_error",
+            "something in this request is wrong",
+        ),
+        Turn::text("Noted.").into(),
+    ]);
+    let mut cmd = corral.command_for(&Corral::bin(), Some(&server));
+    cmd.arg("chat");
+    let answers: Vec<(String, String)> = [
+        ("> ", "start it\n"),
+        ("completed", "what happened?\n"),
+        ("taken back out", "and now?\n"),
+        ("Noted.", "/exit\n"),
+    ]
+    .into_iter()
+    .map(|(a, b)| (a.to_string(), b.to_string()))
+    .collect();
+    let out = run_in_pty_answering(cmd, Duration::from_secs(30), answers);
+    out.assert_code(0);
+    server.assert_clean();
+    let bodies = server.bodies();
+    assert_eq!(bodies.len(), 4, "{}", out.screen().join("\n"));
+    let failed = bodies[2].to_string();
+    assert!(failed.contains("carried-42"), "{failed}");
+    let last = bodies[3].to_string();
+    assert!(last.contains("carried-42"), "the result was lost: {last}");
+    assert!(!last.contains("what happened?"), "{last}");
+    assert_eq!(last.matches("carried-42").count(), 1, "{last}");
+}
+
 /// In chat, /undo takes the last prompt and its answer back (and says when there is nothing
 /// to undo); /compact summarises the older turns on demand, and the next prompt follows the
 /// summary. Neither reaches the model as a prompt.

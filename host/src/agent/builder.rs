@@ -236,6 +236,7 @@ impl AgentBuilder {
             events: self.events,
             background,
             last_sent: None,
+            undelivered: Vec::new(),
         })
     }
 }

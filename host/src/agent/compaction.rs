@@ -24,13 +24,13 @@
 //! **Where it stays.** The session file gets one more line ([`super::history::Compaction`]);
 //! the whole transcript stays above it, and `--continue` replays to the compacted history.
 
-use std::path::Path;
-
 use serde::Serialize;
 
 use super::history::{Compaction, Replaced};
 use super::{AgentError, Event};
 use crate::llm::{ContentBlock, Message, Request, Role, Thinking, ToolSpec, Usage};
+pub use crate::workspace::RESULTS_DIR;
+use crate::workspace::{Results, Workspace};
 
 /// Compact when a request's estimated size passes this share of the context window.
 pub const THRESHOLD_PERCENT: u64 = 80;
@@ -49,8 +49,6 @@ pub const TRANSCRIPT_RESULT_CHARS: usize = 800;
 pub const SUMMARY_MAX_TOKENS: (u32, u32) = (256, 4096);
 /// How a summary block begins (and how the test server and `corral sessions` know it).
 pub const SUMMARY_TAG: &str = "<conversation-summary>";
-/// The folder under `.corral/` where results moved out of the conversation are kept.
-pub const RESULTS_DIR: &str = "results";
 
 /// Why a compaction happened, as [`super::Event::Compacted`] says.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize)]
@@ -118,6 +116,11 @@ pub fn summary_max_tokens(window: u32) -> u32 {
 
 /// The path, relative to the workspace, of the file holding tool result `id`'s full text.
 pub fn result_path(id: &str) -> String {
+    Results::path_of(&result_name(id))
+}
+
+/// The file name in [`Results`] of the result of tool call `id`.
+fn result_name(id: &str) -> String {
     let safe: String = id
         .chars()
         .map(|c| {
@@ -129,7 +132,7 @@ pub fn result_path(id: &str) -> String {
         })
         .take(100)
         .collect();
-    format!(".corral/{RESULTS_DIR}/{safe}.txt")
+    format!("{safe}.txt")
 }
 
 /// What replaces a moved result in the conversation.
@@ -309,23 +312,31 @@ fn transcript(messages: &[Message], room: usize) -> String {
     entries.join("\n\n")
 }
 
-/// Writes each saved result to its file under `root` (the workspace), unless it is there
+/// Writes each saved result to its file in the workspace's [`Results`], unless it is there
 /// already (an earlier compaction saved it). A file that cannot be written is reported to `warn`
 /// and the compaction goes on: the session file still holds the text.
-pub fn save_results(root: &Path, saves: &[(String, String)], warn: impl Fn(String)) {
+pub fn save_results(workspace: &Workspace, saves: &[(String, String)], warn: impl Fn(String)) {
+    if saves.is_empty() {
+        return;
+    }
+    let results = match Results::open(workspace) {
+        Ok(results) => results,
+        Err(error) => {
+            warn(format!(
+                "could not open .corral/{RESULTS_DIR}/ to save tool results: {error}"
+            ));
+            return;
+        }
+    };
     for (id, content) in saves {
-        let path = root.join(result_path(id));
-        if path.exists() {
+        let name = result_name(id);
+        if results.contains(&name) {
             continue;
         }
-        let written = path
-            .parent()
-            .map_or(Ok(()), std::fs::create_dir_all)
-            .and_then(|()| std::fs::write(&path, content));
-        if let Err(error) = written {
+        if let Err(error) = results.write(&name, content.as_bytes()) {
             warn(format!(
                 "could not save a tool result to {}: {error}",
-                path.display()
+                Results::path_of(&name)
             ));
         }
     }
@@ -455,7 +466,7 @@ impl super::Agent {
             text => text.to_string(),
         };
         let events = self.events.clone();
-        save_results(self.workspace.root(), &plan.saves, |message| {
+        save_results(&self.workspace, &plan.saves, |message| {
             events(&Event::Warning { message })
         });
         let session_file = format!(".corral/sessions/{}.jsonl", self.session.id());

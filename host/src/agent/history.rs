@@ -103,6 +103,18 @@ impl History {
         Change::Truncate { to }
     }
 
+    /// The blocks from `mark` to the end: what [`truncate`](Self::truncate) to `mark` removes.
+    pub fn blocks_from(&self, mark: Mark) -> impl Iterator<Item = &ContentBlock> {
+        self.messages
+            .iter()
+            .enumerate()
+            .skip(mark.message)
+            .flat_map(move |(index, message)| {
+                let skip = if index == mark.message { mark.block } else { 0 };
+                message.content.iter().skip(skip)
+            })
+    }
+
     /// Carries out `compaction` ([`Compaction`]).
     pub fn compact(&mut self, compaction: Compaction) -> Change {
         self.apply(Change::Compact(compaction.clone()));

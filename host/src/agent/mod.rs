@@ -64,6 +64,10 @@ pub struct Agent {
     /// The `input_tokens` the last answer reported and the bytes of the request it answered,
     /// for the size estimate ([`compaction`]); `None` after a compaction and at the start.
     last_sent: Option<(u64, u64)>,
+    /// `<background-results>` blocks of a turn taken back out of the history (failed,
+    /// stopped, undone): the model is given them again with the next call, since the queue
+    /// they came from has let them go.
+    undelivered: Vec<ContentBlock>,
 }
 
 impl std::fmt::Debug for Agent {
@@ -200,9 +204,7 @@ impl Agent {
             return Ok(None);
         };
         let before = self.history.messages().len();
-        let change = self.history.truncate(mark);
-        self.session.record(&change)?;
-        self.last_sent = None;
+        self.take_back(mark, "undo")?;
         Ok(Some(before - self.history.messages().len()))
     }
 
@@ -294,9 +296,7 @@ impl Agent {
             .last_turn()
             .filter(|mark| mark.message + 1 == self.history.messages().len());
         if let Some(mark) = unanswered {
-            self.history.truncate(mark);
-            self.session.record_truncate(mark, "failed")?;
-            self.last_sent = None;
+            self.take_back(mark, "failed")?;
             (self.events)(&Event::Warning {
                 message: "the prompt was taken back out of the conversation (no model call of \
                           it succeeded); send it again to retry"
@@ -310,6 +310,24 @@ impl Agent {
         if let Some(change) = self.history.add_assistant(vec![note]) {
             self.session.record(&change)?;
         }
+        Ok(())
+    }
+
+    /// Truncates the history to `mark` for `reason` (recorded in the session file), keeping
+    /// the background results among what leaves for the next call.
+    fn take_back(&mut self, mark: history::Mark, reason: &str) -> Result<(), AgentError> {
+        let carried: Vec<ContentBlock> = self
+            .history
+            .blocks_from(mark)
+            .filter(
+                |block| matches!(block, ContentBlock::Text { text } if background::is_block(text)),
+            )
+            .cloned()
+            .collect();
+        self.history.truncate(mark);
+        self.session.record_truncate(mark, reason)?;
+        self.last_sent = None;
+        self.undelivered.extend(carried);
         Ok(())
     }
 
@@ -365,14 +383,17 @@ impl Agent {
             return Ok(());
         };
         let notifications = manager.queue().drain();
-        if notifications.is_empty() {
+        let mut blocks = std::mem::take(&mut self.undelivered);
+        if !notifications.is_empty() {
+            blocks.push(ContentBlock::text(background::render_block(&notifications)));
+            (self.events)(&Event::BackgroundDelivered {
+                count: notifications.len(),
+            });
+        }
+        if blocks.is_empty() {
             return Ok(());
         }
-        let block = ContentBlock::text(background::render_block(&notifications));
-        (self.events)(&Event::BackgroundDelivered {
-            count: notifications.len(),
-        });
-        self.add_user(vec![block])
+        self.add_user(blocks)
     }
 
     async fn call_model(&mut self, turn: u32) -> Result<llm::Response, AgentError> {

@@ -16,5 +16,5 @@ mod task;
 
 pub use manager::{BackgroundConfig, BackgroundError, BackgroundManager, MAX_TIMEOUT, TaskEvent};
 pub use output::{HEAD_BYTES, TAIL_BYTES, TaskOutput};
-pub use queue::{Notification, NotificationQueue, render_block};
+pub use queue::{Notification, NotificationQueue, is_block, render_block};
 pub use task::{Task, TaskId, TaskStatus, format_runtime};

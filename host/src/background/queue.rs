@@ -55,6 +55,11 @@ pub fn render_block(notifications: &[Notification]) -> String {
     )
 }
 
+/// Whether `text` is a block [`render_block`] wrote.
+pub fn is_block(text: &str) -> bool {
+    text.starts_with("<background-results>\n") && text.ends_with("</background-results>")
+}
+
 /// A lock-guarded queue with a wake-up for waiters.
 #[derive(Debug, Default)]
 pub struct NotificationQueue {

@@ -93,14 +93,11 @@ impl PluginTool {
                 "no workspace to keep it in",
             )
         })?;
-        let state = workspace.state()?;
-        state.create_dir_all("results")?;
-        let results = state.open_dir("results")?;
+        let results = crate::workspace::Results::open(workspace)?;
         let id = uuid::Uuid::new_v4().simple().to_string();
         let name = format!("{}-{}.txt", self.spec.name, &id[..12]);
         let end = floor_char_boundary(text, RESULT_BYTES_KEPT.min(text.len()));
-        results.write(&name, &text.as_bytes()[..end])?;
-        Ok(format!(".corral/results/{name}"))
+        results.write(&name, &text.as_bytes()[..end])
     }
 }
 

@@ -5,6 +5,7 @@
 mod beneath;
 mod discover;
 pub mod guard;
+mod results;
 
 use std::ffi::OsString;
 use std::os::fd::{AsFd, OwnedFd};
@@ -15,6 +16,23 @@ pub use beneath::MAX_SYMLINK_HOPS;
 use beneath::{Missing, Walk, Walked};
 pub use discover::{Found, discover};
 pub use guard::{Guard, POLICY_FILE, PROTECTED, Protected, STATE_DIR};
+pub use results::{MAX_RESULTS_BYTES, RESULTS_DIR, Results};
+
+/// Opens the folder `name` (one component) in `parent` with `O_NOFOLLOW`: nothing to resolve,
+/// and a symlink in its place is refused, not followed.
+fn open_folder_nofollow(
+    parent: &cap_std::fs::Dir,
+    name: &str,
+) -> std::io::Result<cap_std::fs::Dir> {
+    use rustix::fs::{Mode, OFlags};
+    let fd = rustix::fs::openat(
+        parent,
+        name,
+        OFlags::RDONLY | OFlags::DIRECTORY | OFlags::NOFOLLOW | OFlags::CLOEXEC,
+        Mode::empty(),
+    )?;
+    Ok(cap_std::fs::Dir::from_std_file(std::fs::File::from(fd)))
+}
 
 /// A path a tool was refused, or could not reach, and why. Shown to the model as the tool's
 /// error ([`crate::tools::ToolError`]): the refusals (`Outside`, `SymlinkOut`, `Protected`) as
@@ -143,15 +161,7 @@ impl Workspace {
     }
 
     fn open_state(&self) -> std::io::Result<cap_std::fs::Dir> {
-        use rustix::fs::{Mode, OFlags};
-        // One component opened at the root handle with O_NOFOLLOW: nothing to resolve.
-        let fd = rustix::fs::openat(
-            &*self.dir,
-            STATE_DIR,
-            OFlags::RDONLY | OFlags::DIRECTORY | OFlags::NOFOLLOW | OFlags::CLOEXEC,
-            Mode::empty(),
-        )?;
-        Ok(cap_std::fs::Dir::from_std_file(std::fs::File::from(fd)))
+        open_folder_nofollow(&self.dir, STATE_DIR)
     }
 
     /// corral's own folder in the workspace: `<root>/.corral`, as a path (for messages and
