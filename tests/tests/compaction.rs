@@ -128,6 +128,42 @@ fn a_long_session_is_compacted_under_the_window() {
     assert!(compacted[0]["tokens_after"].as_u64() < compacted[0]["tokens_before"].as_u64());
 }
 
+/// An answer allowed three quarters of the window: compaction comes earlier (a quarter of the
+/// window is kept for the answer), and a request near the top is given only the `max_tokens`
+/// the window has left, so input and answer never exceed it together (the API refuses that).
+#[test]
+fn room_is_left_for_a_long_answer() {
+    let corral = workspace();
+    let calls = 30;
+    let server = ScriptedServer::start(reading_model(calls, calls + 1 + 12));
+    let out = corral.run(
+        Some(&server),
+        &[
+            "run",
+            "--max-tokens",
+            "12000",
+            "--max-turns",
+            "100",
+            "read a.txt again and again",
+        ],
+    );
+    out.assert_code(0);
+    assert!(server.violations().is_empty(), "{:?}", server.violations());
+    let bodies = server.bodies();
+    let mut clamped = 0;
+    for body in bodies.iter().filter(|b| !is_summary_request(b)) {
+        let max_tokens = body["max_tokens"].as_u64().unwrap() as usize;
+        assert!(max_tokens <= 12_000);
+        clamped += usize::from(max_tokens < 12_000);
+        let input = body.to_string().len() / 4;
+        assert!(
+            input + max_tokens <= WINDOW + WINDOW / 20,
+            "{input} tokens of input and max_tokens {max_tokens} exceed the window"
+        );
+    }
+    assert!(clamped > 0, "no request came near the top");
+}
+
 /// A 400 "prompt is too long" leads to one compaction and the same call again, which
 /// succeeds; a second refusal in a row ends the run with the API's message, after exactly one
 /// compaction.

@@ -503,3 +503,38 @@ fn the_provider_comes_from_the_environment_and_openai_needs_a_key() {
     let bad = Corral::new().run(None, &["run", "--provider", "gemini", "hi"]);
     bad.assert_code(2);
 }
+
+/// llama-server's "the request exceeds the available context size" is a prompt too long: the
+/// conversation is compacted once (a call without tools writes the summary) and the call made
+/// again, opening with the summary.
+#[test]
+fn a_full_context_is_compacted_and_the_call_made_again() {
+    let read = |id: &str| Completion::tools(vec![call(id, "read_file", json!({"path": "a.txt"}))]);
+    let server = OpenAiServer::start(vec![
+        read("call_1").into(),
+        read("call_2").into(),
+        Reply::error(
+            400,
+            "exceed_context_size_error",
+            "the request exceeds the available context size, try increasing it",
+        ),
+        Completion::text("The user asked to read a.txt twice; it says hello.").into(),
+        Completion::text("done").into(),
+    ]);
+    let corral = corral_for(&server);
+    corral.write("a.txt", "hello\n");
+    let out = run(&corral, &["--json"], "read a.txt twice");
+    out.assert_code(0);
+    server.assert_clean();
+    let bodies = server.bodies();
+    assert_eq!(bodies.len(), 5);
+    assert!(bodies[3].get("tools").is_none(), "{}", bodies[3]);
+    let retried = bodies[4]["messages"].to_string();
+    assert!(retried.contains("<conversation-summary>"), "{retried}");
+    assert!(retried.contains("it says hello"), "{retried}");
+    assert!(
+        out.events()
+            .iter()
+            .any(|e| e["type"] == "compacted" && e["reason"] == "prompt_too_long")
+    );
+}

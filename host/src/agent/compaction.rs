@@ -36,6 +36,11 @@ use crate::workspace::{Results, Workspace};
 pub const THRESHOLD_PERCENT: u64 = 80;
 /// What a compaction aims for: the request after it within this share of the window.
 pub const TARGET_PERCENT: u64 = 50;
+/// The most of the window kept free for the answer when deciding to compact: a request is due
+/// when it leaves less than `max_tokens` (up to this share) for the answer.
+pub const OUTPUT_RESERVE_MAX_PERCENT: u64 = 25;
+/// The fewest `max_tokens` a call is given when its request nearly fills the window.
+pub const MIN_ANSWER_TOKENS: u32 = 1024;
 /// The bytes counted as one token when estimating (English and code run at 3 to 4).
 pub const BYTES_PER_TOKEN: u64 = 4;
 /// A tool result longer than this many bytes is bulky: a compaction moves it to a file.
@@ -105,8 +110,23 @@ pub fn estimate(bytes: u64, last: Option<(u64, u64)>) -> u64 {
 }
 
 /// Whether a request estimated at `tokens` should be compacted first.
-pub fn due(tokens: u64, window: u32) -> bool {
-    tokens * 100 > u64::from(window) * THRESHOLD_PERCENT
+/// Whether a request of about `tokens` is due for compaction in `window`, when its answer may
+/// be `max_tokens` long: past [`THRESHOLD_PERCENT`] of the window, or past what leaves room for
+/// the answer (the API refuses a request whose input and `max_tokens` together exceed the
+/// window), that room counted up to [`OUTPUT_RESERVE_MAX_PERCENT`] of the window.
+pub fn due(tokens: u64, window: u32, max_tokens: u32) -> bool {
+    let window = u64::from(window);
+    let reserve = u64::from(max_tokens).min(window * OUTPUT_RESERVE_MAX_PERCENT / 100);
+    tokens > (window * THRESHOLD_PERCENT / 100).min(window - reserve)
+}
+
+/// The `max_tokens` of a call whose request is about `tokens`: the configured `max_tokens`, or
+/// what is left of the window when that is less (the API refuses input and `max_tokens` past
+/// the window), never under [`MIN_ANSWER_TOKENS`].
+pub fn answer_tokens(max_tokens: u32, tokens: u64, window: u32) -> u32 {
+    let room = u64::from(window).saturating_sub(tokens);
+    let room = u32::try_from(room).unwrap_or(u32::MAX);
+    max_tokens.min(room).max(MIN_ANSWER_TOKENS.min(max_tokens))
 }
 
 /// The `max_tokens` of the summarising call for `window`.
@@ -375,6 +395,23 @@ impl super::Agent {
         crate::llm::models::context_window(&self.config.model, self.config.context_window)
     }
 
+    /// The `max_tokens` the configuration asks of a call (for the model in use).
+    pub fn configured_max_tokens(&self) -> u32 {
+        crate::llm::models::max_tokens(&self.config.model, self.config.max_tokens)
+    }
+
+    /// The `max_tokens` of the next call: [`Self::configured_max_tokens`], less when the
+    /// request leaves less room in the window ([`answer_tokens`]). The estimate is made only
+    /// when the configured figure is more than the share of the window compaction keeps free.
+    pub fn next_max_tokens(&self) -> u32 {
+        let max_tokens = self.configured_max_tokens();
+        let window = self.context_window();
+        if u64::from(max_tokens) * 100 <= u64::from(window) * OUTPUT_RESERVE_MAX_PERCENT {
+            return max_tokens;
+        }
+        answer_tokens(max_tokens, self.estimated_tokens(), window)
+    }
+
     /// The estimated size of the next request, in tokens (see the module doc).
     pub fn estimated_tokens(&self) -> u64 {
         let bytes = request_bytes(&self.system, &self.specs, self.history.messages());
@@ -393,7 +430,11 @@ impl super::Agent {
     /// Compacts when the next request's estimate passes the threshold. A summarising call that
     /// fails is a warning: the request is still sent, whole.
     pub(super) async fn compact_if_due(&mut self, usage: &mut Usage) -> Result<(), AgentError> {
-        if !due(self.estimated_tokens(), self.context_window()) {
+        if !due(
+            self.estimated_tokens(),
+            self.context_window(),
+            self.configured_max_tokens(),
+        ) {
             return Ok(());
         }
         match self.compact_for(Reason::Threshold, usage).await {
@@ -538,7 +579,7 @@ mod tests {
         let mut h = tool_loop(300);
         let window = 40_000;
         let bytes = request_bytes("", &[], h.messages());
-        assert!(due(estimate(bytes, None), window), "{bytes} bytes");
+        assert!(due(estimate(bytes, None), window, 1000), "{bytes} bytes");
         let plan = plan(h.messages(), window, 0).expect("a plan");
         assert_eq!(h.messages()[plan.keep_from].role, Role::Assistant);
         assert!(
@@ -563,7 +604,7 @@ mod tests {
         assert!(h.messages()[0].text().starts_with(SUMMARY_TAG));
         assert!(h.messages()[0].text().contains("read a 300 times"));
         let after = request_bytes("", &[], h.messages());
-        assert!(!due(estimate(after, None), window), "{after} bytes");
+        assert!(!due(estimate(after, None), window, 1000), "{after} bytes");
         assert!(after / BYTES_PER_TOKEN <= u64::from(window) * TARGET_PERCENT / 100);
         // The kept assistant messages are the same, thinking and all.
         let assistants = |m: &[Message]| -> Vec<Message> {
@@ -636,6 +677,19 @@ mod tests {
             1000,
             "a server reporting too little"
         );
-        assert!(due(801, 1000) && !due(800, 1000));
+        assert!(due(801, 1000, 100) && !due(800, 1000, 100));
+    }
+
+    /// A long answer moves the threshold down, up to a quarter of the window; a call is given
+    /// no more `max_tokens` than the window has left, and never less than the minimum.
+    #[test]
+    fn room_is_left_for_the_answer() {
+        assert!(!due(799, 1000, 200) && due(801, 1000, 200));
+        assert!(due(781, 1000, 220) && !due(780, 1000, 220));
+        assert!(due(751, 1000, 900) && !due(750, 1000, 900));
+        assert_eq!(answer_tokens(64_000, 150_000, 200_000), 50_000);
+        assert_eq!(answer_tokens(8_000, 150_000, 200_000), 8_000);
+        assert_eq!(answer_tokens(64_000, 199_900, 200_000), MIN_ANSWER_TOKENS);
+        assert_eq!(answer_tokens(500, 199_900, 200_000), 500);
     }
 }

@@ -401,7 +401,7 @@ impl Agent {
         (self.events)(&Event::ModelRequest { turn });
         let request = Request {
             model: &self.config.model,
-            max_tokens: llm::models::max_tokens(&self.config.model, self.config.max_tokens),
+            max_tokens: self.next_max_tokens(),
             thinking: self.config.thinking,
             effort: self.config.effort,
             cache: self.config.cache,

@@ -90,8 +90,10 @@ impl LlmError {
     }
 
     /// Whether the server refused the request for being longer than the model's context: the
-    /// Anthropic API's 400 `invalid_request_error` "prompt is too long: N tokens > M maximum",
-    /// an OpenAI-compatible server's `context_length_exceeded` or "maximum context length". The
+    /// Anthropic API's 400 `invalid_request_error` "prompt is too long: N tokens > M maximum"
+    /// (or "input length and `max_tokens` exceed context limit"), an OpenAI-compatible
+    /// server's `context_length_exceeded` or "maximum context length", llama-server's
+    /// `exceed_context_size_error` ("the request exceeds the available context size"). The
     /// agent compacts the conversation once and tries again ([`crate::agent::compaction`]).
     pub fn is_prompt_too_long(&self) -> bool {
         match self {
@@ -103,9 +105,12 @@ impl LlmError {
             } => {
                 let message = message.to_ascii_lowercase();
                 kind == "context_length_exceeded"
+                    || kind == "exceed_context_size_error"
                     || message.contains("prompt is too long")
                     || message.contains("maximum context length")
                     || message.contains("context_length_exceeded")
+                    || message.contains("exceed context limit")
+                    || message.contains("exceeds the available context size")
             }
             LlmError::RetriesExhausted { last, .. } => last.is_prompt_too_long(),
             _ => false,
