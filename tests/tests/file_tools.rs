@@ -698,3 +698,72 @@ fn a_folder_swapped_for_a_symlink_during_reads_never_leaks_a_byte() {
         "the race did not happen: {ok} ok, {refused} refused"
     );
 }
+
+/// With the shell taken away, the model must not get a command run outside every sandbox by
+/// writing what git runs: a repository's `.git/config` (`core.fsmonitor` runs at the user's
+/// next `git status`) and its hooks, by name, through a symlink, or by making a new hook.
+/// The shell sandbox keeps both read-only; the file tools refuse them too, naming the rule,
+/// and reading them stays allowed.
+#[test]
+fn the_model_cannot_plant_what_git_runs() {
+    let corral = Corral::new();
+    corral.write("corral.toml", "[shell]\nenabled = false\n");
+    let git = std::process::Command::new("git")
+        .args(["init", "-q"])
+        .current_dir(corral.workspace.path())
+        .status()
+        .unwrap();
+    assert!(git.success());
+    let config = corral.read(".git/config");
+    std::fs::write(corral.path(".git/hooks/post-checkout"), "#!/bin/sh\n").unwrap();
+    std::os::unix::fs::symlink(".git/hooks", corral.path("hooks")).unwrap();
+    let evil = "[core]\n\tfsmonitor = \"touch pwned #\"\n";
+    let server = ScriptedServer::start(vec![
+        Turn::tools(vec![
+            tool_use(
+                "w1",
+                "write_file",
+                json!({"path": ".git/config", "content": evil}),
+            ),
+            tool_use(
+                "e1",
+                "edit_file",
+                json!({"path": ".git/config", "old_text": "[core]", "new_text": evil}),
+            ),
+            tool_use(
+                "w2",
+                "write_file",
+                json!({"path": ".git/hooks/pre-commit", "content": "#!/bin/sh\ntouch pwned\n"}),
+            ),
+            tool_use(
+                "w3",
+                "write_file",
+                json!({"path": "hooks/post-checkout", "content": "#!/bin/sh\ntouch pwned\n"}),
+            ),
+            tool_use("r1", "read_file", json!({"path": ".git/config"})),
+            tool_use(
+                "w4",
+                "write_file",
+                json!({"path": ".git/info/exclude", "content": "x\n"}),
+            ),
+        ])
+        .into(),
+        Turn::text("done").into(),
+    ]);
+    corral.run(Some(&server), &["run", "go"]).assert_code(0);
+    let body = server.bodies().pop().unwrap();
+    let results = corral_tests::tool_results(&body);
+    for r in &results[..4] {
+        assert!(
+            r.is_error && r.content.contains("out of reach"),
+            "{}: {}",
+            r.id,
+            r.content
+        );
+    }
+    assert!(!results[4].is_error, "{}", results[4].content);
+    assert!(!results[5].is_error, "{}", results[5].content);
+    assert_eq!(corral.read(".git/config"), config);
+    assert_eq!(corral.read(".git/hooks/post-checkout"), "#!/bin/sh\n");
+    assert!(!corral.path(".git/hooks/pre-commit").exists());
+}

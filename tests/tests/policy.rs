@@ -469,3 +469,41 @@ fn the_file_chooses_the_provider_and_endpoint() {
         out.stderr
     );
 }
+
+/// A cloned workspace's `corral.toml` whose keys and strings hold terminal escapes (a plugin
+/// section named with an OSC title sequence, a model that erases the line, a backspace in a
+/// rule): none of it reaches the user's terminal, from `run`, `policy show`, `policy check` or
+/// `plugins`; the file is refused as malformed, naming its line, before any model call.
+#[test]
+fn escapes_in_a_settings_file_never_reach_the_terminal() {
+    for file in [
+        "[plugin.\"\\u001b]0;pwned\\u0007x\"]\nread = [\"src/\"]\n",
+        "[agent]\nmax_turns = 3\nmodel = \"\\u001b[2K\\rall fine\"\n",
+        "[shell]\ndeny = [\"git push\\b\\b\\b\\b\"]\n",
+        "[plugins]\ndisabled = [\"\\U0000009b2J\"]\n",
+    ] {
+        let corral = Corral::new();
+        corral.write("corral.toml", file);
+        for args in [
+            &["run", "go"][..],
+            &["policy", "show"],
+            &["policy", "check"],
+            &["plugins"],
+        ] {
+            let out = corral.run(None, args);
+            for (stream, text) in [("stdout", &out.stdout), ("stderr", &out.stderr)] {
+                assert!(
+                    !text
+                        .chars()
+                        .any(|c| c.is_control() && c != '\n' && c != '\t'),
+                    "{file:?}: `corral {}` wrote a control character on {stream}: {text:?}",
+                    args.join(" ")
+                );
+            }
+            if args[0] != "plugins" {
+                out.assert_code(2);
+                assert!(out.stderr.contains("corral.toml:"), "{}", out.stderr);
+            }
+        }
+    }
+}

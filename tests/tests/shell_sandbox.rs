@@ -925,3 +925,83 @@ fn a_socket_in_a_hidden_folder_cannot_be_reached_with_or_without_namespaces() {
         outside.assert_untouched();
     }
 }
+
+/// The contents of every file in `dir`, by name.
+fn snapshot(dir: &Path) -> Vec<(String, Vec<u8>)> {
+    let mut files: Vec<(String, Vec<u8>)> = std::fs::read_dir(dir)
+        .expect("read dir")
+        .map(|e| {
+            let e = e.expect("entry");
+            (
+                e.file_name().to_string_lossy().into_owned(),
+                std::fs::read(e.path()).expect("read"),
+            )
+        })
+        .collect();
+    files.sort();
+    files
+}
+
+/// corral's compile cache holds native code it loads without a second look (and the manifest
+/// beside it), so it is corral's own state, out of reach like its config, even when the user
+/// lets commands write the cache folder it lies in (`writable = ["~/.cache"]`, as pip and go
+/// need). A command that copies an impostor's artifact and manifest over the approved grep's
+/// must change nothing there, and the approved grep stays the real one: its grants (a folder
+/// and a token) never reach the impostor's code.
+#[test]
+fn commands_cannot_swap_a_compiled_plugin_in_corrals_cache() {
+    if !landlock("commands_cannot_swap_a_compiled_plugin_in_corrals_cache") {
+        return;
+    }
+    let outside = Outside::new();
+    let corral = outside.corral().env("GITHUB_TOKEN", "tok-123");
+    let config = corral.home.path().join(".config/corral");
+    std::fs::create_dir_all(&config).unwrap();
+    std::fs::write(
+        config.join("config.toml"),
+        "[shell]\nwritable = [\"~/.cache\"]\n",
+    )
+    .unwrap();
+    corral.write("src/secret.txt", "the source secret\n");
+    corral.write(
+        "corral.toml",
+        "[plugin.grep]\nread = [\"src/\"]\nenv = [\"GITHUB_TOKEN\"]\n",
+    );
+    // Both compiled into the cache (two plugins named grep: neither loads), then the impostor
+    // goes; the real grep is trusted and approved.
+    let plugins = corral.install(&["grep", "shadow"]);
+    corral.run(None, &["plugins"]).assert_code(0);
+    std::fs::remove_file(plugins.join("shadow.wasm")).unwrap();
+    corral.trust();
+    let cache = corral.home.path().join(".cache/corral/plugins");
+    let before = snapshot(&cache);
+    assert!(before.len() >= 4, "both compiled and cached: {before:?}");
+
+    let swap = "cd \"$XDG_CACHE_HOME/corral/plugins\" && s=$(grep -l impostor *.manifest.json) \
+                && s=${s%.manifest.json} && for m in *.manifest.json; do k=${m%.manifest.json}; \
+                [ \"$k\" = \"$s\" ] || { cp \"$s.cwasm\" \"$k.cwasm\" && cp \"$s.manifest.json\" \"$m\"; }; \
+                done && echo swapped";
+    let results = corral.call_tools(vec![bash("swap", swap)]);
+    assert!(
+        !results[0].1.contains("swapped") || snapshot(&cache) == before,
+        "{results:?}"
+    );
+    assert_eq!(
+        snapshot(&cache),
+        before,
+        "the compile cache was changed by a command"
+    );
+
+    let results = corral.call_tools(vec![tool_use(
+        "g",
+        "grep",
+        json!({"pattern": "secret", "path": "src/secret.txt"}),
+    )]);
+    assert!(
+        !results[0].0
+            && results[0].1.contains("the source secret")
+            && !results[0].1.contains("tok-123"),
+        "grep's grants went to another component: {results:?}"
+    );
+    outside.assert_untouched();
+}

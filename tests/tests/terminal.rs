@@ -367,3 +367,44 @@ fn ctrl_c_in_chat_stops_the_turn_not_the_program() {
         "the background task outlived corral"
     );
 }
+
+/// A hostile model's tool inputs and a command's output carry terminal escapes (a title set by
+/// OSC, a line erased and rewritten, a backspace, a C1 code): corral's own lines about the calls
+/// never pass them to the user's terminal, so what ran cannot be hidden or disguised there.
+#[test]
+fn escapes_in_tool_inputs_and_outputs_never_reach_the_terminal() {
+    let corral = Corral::new();
+    let sneaky = "rm -f gone.txt \u{1b}[2K\r\u{1b}]0;pwned\u{7}echo harmless\u{8}\u{9b}2J";
+    let server = ScriptedServer::start(vec![
+        Turn::tools(vec![
+            tool_use("b", "bash", json!({"command": sneaky})),
+            tool_use(
+                "o",
+                "bash",
+                json!({"command": "printf '\\033[2K\\033]0;t\\007fine\\n'; exit 3"}),
+            ),
+            tool_use(
+                "t",
+                "background_run",
+                json!({"command": format!("sleep 5; {sneaky}")}),
+            ),
+            tool_use("r", "read_file", json!({"path": "\u{1b}[31mmissing"})),
+        ])
+        .into(),
+        Turn::text("done").into(),
+    ]);
+    let out = corral.run(Some(&server), &["run", "--no-wait", "go"]);
+    out.assert_code(0);
+    assert!(
+        out.stderr.contains("● bash rm -f gone.txt"),
+        "{}",
+        out.stderr
+    );
+    assert!(
+        !out.stderr
+            .chars()
+            .any(|c| c.is_control() && c != '\n' && c != '\t'),
+        "a control character on stderr: {:?}",
+        out.stderr
+    );
+}

@@ -180,7 +180,7 @@ impl AgentBuilder {
             (self.events)(&Event::Warning { message })
         });
 
-        let sessions = workspace.state_dir().join("sessions");
+        let sessions = workspace.state_dir().join(crate::workspace::SESSIONS_DIR);
         let (mut session, history, resumed) = match &self.session {
             SessionChoice::New => (
                 SessionLog::create(&sessions, &self.config.model)?,

@@ -140,7 +140,10 @@ impl Agent {
     /// old file stays on disk. Background tasks keep running; their results go to the new
     /// conversation.
     pub fn new_session(&mut self) -> Result<(), AgentError> {
-        let dir = self.workspace.state_dir().join("sessions");
+        let dir = self
+            .workspace
+            .state_dir()
+            .join(crate::workspace::SESSIONS_DIR);
         self.session = SessionLog::create(&dir, &self.config.model)?;
         self.history = History::new();
         self.last_sent = None;

@@ -8,10 +8,16 @@
 //! Nothing is ever rewritten: a compaction is one more line (`compact`, the summary and where
 //! the kept part begins), and `/undo` or a failed prompt one more (`truncate`), so the whole
 //! transcript stays in the file while replaying it gives the history as it is now.
+//!
+//! The folder is opened with `O_NOFOLLOW` and every file beneath its handle, so a symlink a
+//! cloned repository put in place of `sessions` (or of a session file) is refused, never
+//! followed: the transcript is never written, nor a session read, outside `.corral/sessions`.
 
-use std::fs::{File, OpenOptions};
+use std::fs::File;
 use std::io::Write;
 use std::path::{Path, PathBuf};
+
+use cap_std::fs::{Dir, OpenOptions};
 
 use serde::{Deserialize, Serialize};
 
@@ -103,17 +109,17 @@ impl SessionLog {
     /// Creates a new session file in `dir`.
     pub fn create(dir: &Path, model: &str) -> Result<Self, SessionError> {
         let id = uuid::Uuid::new_v4().to_string();
-        let path = dir.join(format!("{id}.jsonl"));
+        let name = format!("{id}.jsonl");
+        let path = dir.join(&name);
         let io = |source| SessionError::Io {
             path: path.clone(),
             source,
         };
-        std::fs::create_dir_all(dir).map_err(io)?;
-        let file = OpenOptions::new()
-            .create_new(true)
-            .append(true)
-            .open(&path)
-            .map_err(io)?;
+        let folder = folder(dir, true)?.ok_or_else(|| io(std::io::ErrorKind::NotFound.into()))?;
+        let file = folder
+            .open_with(&name, OpenOptions::new().create_new(true).append(true))
+            .map_err(io)?
+            .into_std();
         let mut log = Self {
             id: id.clone(),
             path,
@@ -142,16 +148,18 @@ impl SessionLog {
         dir: &Path,
         choice: &SessionChoice,
     ) -> Result<(Self, History, Vec<String>), SessionError> {
-        let path = match choice {
+        let folder = folder(dir, false)?.ok_or(SessionError::NoneYet)?;
+        let name = match choice {
             SessionChoice::New => return Err(SessionError::NoneYet),
-            SessionChoice::Latest => latest(dir)?,
-            SessionChoice::Id(id) => find(dir, id)?,
+            SessionChoice::Latest => latest(&folder, dir)?,
+            SessionChoice::Id(id) => find(&folder, dir, id)?,
         };
+        let path = dir.join(&name);
         let io = |source| SessionError::Io {
             path: path.clone(),
             source,
         };
-        let bytes = std::fs::read(&path).map_err(io)?;
+        let bytes = folder.read(&name).map_err(io)?;
         let mut history = History::new();
         let mut id = None;
         let (warnings, good_end) = parse(&bytes, &path, |line| match line {
@@ -168,7 +176,10 @@ impl SessionLog {
             line: 1,
             message: "no session header".into(),
         })?;
-        let mut file = OpenOptions::new().append(true).open(&path).map_err(io)?;
+        let mut file = folder
+            .open_with(&name, OpenOptions::new().append(true))
+            .map_err(io)?
+            .into_std();
         if good_end < bytes.len() {
             file.set_len(good_end as u64).map_err(io)?;
         }
@@ -314,9 +325,16 @@ pub struct SessionSummary {
 pub fn list(dir: &Path) -> Result<(Vec<SessionSummary>, Vec<String>), SessionError> {
     let mut found = Vec::new();
     let mut problems = Vec::new();
-    for path in sessions(dir)? {
-        let modified = path.metadata().and_then(|m| m.modified()).ok();
-        match summarize(&path) {
+    let Some(folder) = folder(dir, false)? else {
+        return Ok((Vec::new(), problems));
+    };
+    for name in sessions(&folder, dir)? {
+        let modified = folder
+            .metadata(&name)
+            .and_then(|m| m.modified())
+            .ok()
+            .map(|m| m.into_std());
+        match summarize(&folder, &dir.join(&name), &name) {
             Ok(summary) => found.push((modified, summary)),
             Err(error) => problems.push(error.to_string()),
         }
@@ -325,8 +343,8 @@ pub fn list(dir: &Path) -> Result<(Vec<SessionSummary>, Vec<String>), SessionErr
     Ok((found.into_iter().map(|(_, s)| s).collect(), problems))
 }
 
-fn summarize(path: &Path) -> Result<SessionSummary, SessionError> {
-    let bytes = std::fs::read(path).map_err(|source| SessionError::Io {
+fn summarize(folder: &Dir, path: &Path, name: &str) -> Result<SessionSummary, SessionError> {
+    let bytes = folder.read(name).map_err(|source| SessionError::Io {
         path: path.to_path_buf(),
         source,
     })?;
@@ -384,50 +402,49 @@ fn is_torn(rest: &[u8]) -> bool {
     rest.iter().all(u8::is_ascii_whitespace)
 }
 
-fn sessions(dir: &Path) -> Result<Vec<PathBuf>, SessionError> {
-    let entries = match std::fs::read_dir(dir) {
-        Ok(entries) => entries,
-        Err(e) if e.kind() == std::io::ErrorKind::NotFound => return Ok(Vec::new()),
-        Err(source) => {
-            return Err(SessionError::Io {
-                path: dir.to_path_buf(),
-                source,
-            });
-        }
-    };
+/// The session folder `dir` as a handle, never through a symlink (made when `create`);
+/// `None` when it does not exist and `create` is false.
+fn folder(dir: &Path, create: bool) -> Result<Option<Dir>, SessionError> {
+    crate::workspace::open_state_folder(dir, create).map_err(|source| SessionError::Io {
+        path: dir.to_path_buf(),
+        source,
+    })
+}
+
+/// The names of the session files in `folder` (whose path is `dir`).
+fn sessions(folder: &Dir, dir: &Path) -> Result<Vec<String>, SessionError> {
+    let entries = folder.entries().map_err(|source| SessionError::Io {
+        path: dir.to_path_buf(),
+        source,
+    })?;
     Ok(entries
         .filter_map(Result::ok)
-        .map(|e| e.path())
-        .filter(|p| p.extension().is_some_and(|e| e == "jsonl"))
+        .map(|e| e.file_name().to_string_lossy().into_owned())
+        .filter(|n| Path::new(n).extension().is_some_and(|e| e == "jsonl"))
         .collect())
 }
 
-fn latest(dir: &Path) -> Result<PathBuf, SessionError> {
-    sessions(dir)?
+fn latest(folder: &Dir, dir: &Path) -> Result<String, SessionError> {
+    sessions(folder, dir)?
         .into_iter()
-        .filter_map(|p| Some((p.metadata().ok()?.modified().ok()?, p)))
+        .filter_map(|n| Some((folder.metadata(&n).ok()?.modified().ok()?.into_std(), n)))
         .max_by_key(|(modified, _)| *modified)
-        .map(|(_, p)| p)
+        .map(|(_, n)| n)
         .ok_or(SessionError::NoneYet)
 }
 
-fn find(dir: &Path, id: &str) -> Result<PathBuf, SessionError> {
-    let matches: Vec<PathBuf> = sessions(dir)?
+fn find(folder: &Dir, dir: &Path, id: &str) -> Result<String, SessionError> {
+    let stem = |n: &str| n.strip_suffix(".jsonl").unwrap_or(n).to_string();
+    let matches: Vec<String> = sessions(folder, dir)?
         .into_iter()
-        .filter(|p| {
-            p.file_stem()
-                .is_some_and(|s| s.to_string_lossy().starts_with(id))
-        })
+        .filter(|n| stem(n).starts_with(id))
         .collect();
     match matches.as_slice() {
         [one] if !id.is_empty() => Ok(one.clone()),
         [] => Err(SessionError::NotFound(id.to_string())),
         _ if id.is_empty() => Err(SessionError::NotFound(id.to_string())),
         many => {
-            let mut ids: Vec<String> = many
-                .iter()
-                .filter_map(|p| Some(p.file_stem()?.to_string_lossy().into_owned()))
-                .collect();
+            let mut ids: Vec<String> = many.iter().map(|n| stem(n)).collect();
             ids.sort();
             Err(SessionError::Ambiguous {
                 prefix: id.to_string(),

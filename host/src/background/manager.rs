@@ -121,7 +121,7 @@ impl BackgroundManager {
         let journal = Arc::new(Journal::new(&workspace.state_dir()));
         Self {
             root: workspace.root().to_path_buf(),
-            log_dir: workspace.state_dir().join("tasks"),
+            log_dir: workspace.state_dir().join(crate::workspace::TASKS_DIR),
             workspace,
             config,
             tasks: Mutex::new(Vec::new()),
@@ -366,8 +366,12 @@ impl Job {
                 &self.events,
             );
         };
-        let log = std::fs::create_dir_all(&self.log_dir)
-            .and_then(|()| std::fs::File::create(&task.log_path));
+        // Beneath the folder's handle, never through a symlink a cloned repository put there.
+        let name = task.log_path.file_name().unwrap_or_default();
+        let log = crate::workspace::open_state_folder(&self.log_dir, true)
+            .and_then(|dir| dir.ok_or_else(|| std::io::ErrorKind::NotFound.into()))
+            .and_then(|dir| dir.create(name))
+            .map(cap_std::fs::File::into_std);
         match log {
             Ok(file) => {
                 if let Ok(mut output) = task.output.lock() {

@@ -238,6 +238,19 @@ pub enum Tone {
 pub struct Line(pub Vec<(Tone, String)>);
 
 impl Line {
+    /// A line of `pieces`, each stripped of control characters: inputs, outputs and commands
+    /// come from the model and what it ran, and an escape sequence in them would reach the
+    /// user's terminal, where it could erase or disguise what ran. The displays add their own
+    /// colours around the pieces.
+    pub fn new(pieces: Vec<(Tone, String)>) -> Self {
+        Self(
+            pieces
+                .into_iter()
+                .map(|(tone, text)| (tone, corral::plugins::sanitize(&text)))
+                .collect(),
+        )
+    }
+
     /// The line's text, as plain lines show it.
     pub fn text(&self) -> String {
         self.0.iter().map(|(_, s)| s.as_str()).collect()
@@ -327,7 +340,7 @@ pub fn line(event: &Event) -> Option<Line> {
         Event::Finished { usage, .. } => vec![piece(Dim, &tokens(usage))],
         _ => return None,
     };
-    Some(Line(pieces))
+    Some(Line::new(pieces))
 }
 
 /// The closing count of a prompt: `tokens: 1234 in (1100 cached), 567 out`. The parentheses
@@ -386,7 +399,7 @@ pub fn call_line(event: &Event, input: &str) -> Option<Line> {
         (Tone::Ok, "ok".to_string())
     });
     pieces.push((Tone::Dim, format!(" ({})", duration(*duration_ms))));
-    Some(Line(pieces))
+    Some(Line::new(pieces))
 }
 
 /// The input of a tool call on one line, cut to `max` characters.

@@ -18,14 +18,15 @@ pub fn list(args: SessionsArgs) -> ExitCode {
             return ExitCode::from(super::EXIT_USAGE);
         }
     };
-    let (sessions, problems) =
-        match corral::agent::list_sessions(&workspace.state_dir().join("sessions")) {
-            Ok(found) => found,
-            Err(e) => {
-                eprintln!("corral: {e}");
-                return ExitCode::FAILURE;
-            }
-        };
+    let (sessions, problems) = match corral::agent::list_sessions(
+        &workspace.state_dir().join(corral::workspace::SESSIONS_DIR),
+    ) {
+        Ok(found) => found,
+        Err(e) => {
+            eprintln!("corral: {e}");
+            return ExitCode::FAILURE;
+        }
+    };
     for problem in problems {
         eprintln!("corral: skipped: {problem}");
     }

@@ -159,7 +159,7 @@ impl Terminal {
     /// A plain informational line.
     pub fn note(&self, text: &str) {
         self.lock()
-            .print(&Line(vec![(Tone::Plain, text.to_string())]));
+            .print(&Line::new(vec![(Tone::Plain, text.to_string())]));
     }
 
     /// Shows `chat`'s input prompt; lines shown until the next model request go above it.

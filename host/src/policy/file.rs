@@ -230,6 +230,9 @@ pub fn read(path: &Path) -> Result<Option<(SettingsFile, Source)>, PolicyError> 
         text,
         sha256,
     };
+    if let Some(error) = control_character(&source) {
+        return Err(error);
+    }
     match toml::from_str::<SettingsFile>(&source.text) {
         Ok(file) => Ok(Some((file, source))),
         Err(e) => {
@@ -237,6 +240,86 @@ pub fn read(path: &Path) -> Result<Option<(SettingsFile, Source)>, PolicyError> 
             Err(source.error(e.span().unwrap_or(0..0), message))
         }
     }
+}
+
+/// Whether a settings file may not hold `c` in a key or a string: a control character other
+/// than newline, tab and carriage return (`\u001b`, `\b`, C1 codes). Keys and values reach the
+/// terminal (the trust warning, `corral policy show`), where an escape sequence from a cloned
+/// repository's file could rewrite what the user reads; no setting needs one.
+fn forbidden(c: char) -> bool {
+    c.is_control() && !matches!(c, '\n' | '\t' | '\r')
+}
+
+/// The error for the first key or string of `source` that holds a [`forbidden`] character,
+/// at the escape that wrote it (TOML allows none raw); `None` when there is none, or when the
+/// text is not TOML (the parse then names its error).
+fn control_character(source: &Source) -> Option<PolicyError> {
+    let table: toml::Table = toml::from_str(&source.text).ok()?;
+    let key = holding_control(&toml::Value::Table(table), &mut Vec::new())?;
+    let at = control_escape(&source.text).unwrap_or(0);
+    Some(source.error(
+        at..at,
+        format!(
+            "`{key}` holds a control character (a terminal escape sequence?); no setting needs one"
+        ),
+    ))
+}
+
+/// The dotted key (control characters shown escaped) of the first key or string in `value`
+/// that holds a [`forbidden`] character.
+fn holding_control(value: &toml::Value, path: &mut Vec<String>) -> Option<String> {
+    let shown = |path: &[String]| {
+        path.iter()
+            .map(|k| k.escape_debug().to_string())
+            .collect::<Vec<_>>()
+            .join(".")
+    };
+    match value {
+        toml::Value::String(text) if text.chars().any(forbidden) => Some(shown(path)),
+        toml::Value::Array(items) => items.iter().find_map(|v| holding_control(v, path)),
+        toml::Value::Table(table) => table.iter().find_map(|(key, v)| {
+            path.push(key.clone());
+            let found = match key.chars().any(forbidden) {
+                true => Some(shown(path)),
+                false => holding_control(v, path),
+            };
+            path.pop();
+            found
+        }),
+        _ => None,
+    }
+}
+
+/// The byte offset of the first escape in `text` (`\u....`, `\U........`, `\x..`, `\b`, `\f`,
+/// `\e`) that writes a [`forbidden`] character.
+fn control_escape(text: &str) -> Option<usize> {
+    let bytes = text.as_bytes();
+    let hex = |from: usize, len: usize| {
+        text.get(from..from + len)
+            .and_then(|h| u32::from_str_radix(h, 16).ok())
+            .and_then(char::from_u32)
+    };
+    let mut i = 0;
+    while i + 1 < bytes.len() {
+        if bytes[i] != b'\\' {
+            i += 1;
+            continue;
+        }
+        let written = match bytes[i + 1] {
+            b'u' => hex(i + 2, 4),
+            b'U' => hex(i + 2, 8),
+            b'x' => hex(i + 2, 2),
+            b'b' => Some('\u{8}'),
+            b'f' => Some('\u{c}'),
+            b'e' => Some('\u{1b}'),
+            _ => None,
+        };
+        if written.is_some_and(forbidden) {
+            return Some(i);
+        }
+        i += 2;
+    }
+    None
 }
 
 /// The settings files of one workspace, read once: the user's file and the workspace's

@@ -20,6 +20,11 @@
 //! ([`Leftover`]) with how many processes were still running. Entries of a corral that is still
 //! running (another terminal in the same workspace) are left alone.
 //!
+//! **Where.** Every file is opened beneath a handle of the `tasks` folder, and `.corral` and
+//! `tasks` themselves are opened with `O_NOFOLLOW`: a symlink a cloned repository put in the
+//! place of either, or of the journal, its lock or its temporary file, is refused, never
+//! followed (the journal would otherwise append to, or replace, whatever it pointed at).
+//!
 //! **Bounds.** Each start compacts the journal to the entries of running corrals; an append that
 //! finds it past [`COMPACT_AT`] compacts it first (keeping every open entry); a start reads at
 //! most [`MAX_JOURNAL_BYTES`]. Writers take an exclusive `flock` on `journal.lock` beside it, for
@@ -28,13 +33,14 @@
 //! Linux only (it reads `/proc`); elsewhere nothing is written and nothing is recovered.
 
 use std::collections::{HashMap, HashSet};
-use std::fs::{File, OpenOptions};
+use std::fs::File;
 use std::io::{self, Read, Seek, SeekFrom, Write};
 use std::os::fd::AsRawFd;
 use std::path::{Path, PathBuf};
 use std::sync::{Arc, OnceLock};
 use std::time::{Duration, Instant, SystemTime, UNIX_EPOCH};
 
+use cap_std::fs::{Dir, OpenOptions};
 use serde::{Deserialize, Serialize};
 
 use super::procfs::{self, ProcStat};
@@ -44,6 +50,8 @@ use super::reaper::{Shell, TASK_ENV};
 pub const JOURNAL_FILE: &str = "journal.jsonl";
 /// The lock file beside it.
 const LOCK_FILE: &str = "journal.lock";
+/// The temporary file a rewrite renames over the journal.
+const TMP_FILE: &str = "journal.jsonl.tmp";
 /// Bytes of a command kept in its `start` line (2 KiB, cut at a character boundary).
 pub const COMMAND_BYTES: usize = 2048;
 /// The most of the journal a start reads (4 MiB, the end of the file when it is longer).
@@ -162,13 +170,19 @@ impl Journal {
     /// created until a line is written.
     pub fn new(state_dir: &Path) -> Self {
         Self {
-            dir: state_dir.join("tasks"),
+            dir: state_dir.join(crate::workspace::TASKS_DIR),
         }
     }
 
-    /// The journal file.
+    /// The journal file, for messages: it is only ever opened beneath [`Journal::folder`].
     pub fn path(&self) -> PathBuf {
         self.dir.join(JOURNAL_FILE)
+    }
+
+    /// The `tasks` folder as a handle, never through a symlink (made when `create`); `None`
+    /// when it does not exist and `create` is false.
+    fn folder(&self, create: bool) -> io::Result<Option<Dir>> {
+        crate::workspace::open_state_folder(&self.dir, create)
     }
 
     /// Records that `record`'s command started as `shell`. Does nothing without `/proc`.
@@ -213,18 +227,24 @@ impl Journal {
     fn append(&self, line: &Line) -> io::Result<()> {
         let mut text = serde_json::to_string(line).map_err(io::Error::other)?;
         text.push('\n');
-        std::fs::create_dir_all(&self.dir)?;
-        let lock = self.lock()?;
-        let path = self.path();
-        if lock.is_some() && std::fs::metadata(&path).is_ok_and(|m| m.len() > COMPACT_AT) {
-            let kept = open_entries(&read_lines(&path)?);
-            rewrite(&path, &kept)?;
+        let Some(dir) = self.folder(true)? else {
+            return Err(io::ErrorKind::NotFound.into());
+        };
+        let lock = self.lock(&dir)?;
+        if lock.is_some()
+            && dir
+                .metadata(JOURNAL_FILE)
+                .is_ok_and(|m| m.len() > COMPACT_AT)
+        {
+            let kept = open_entries(&read_lines(&dir)?);
+            rewrite(&dir, &kept)?;
         }
-        let mut file = OpenOptions::new()
-            .create(true)
-            .append(true)
-            .read(true)
-            .open(&path)?;
+        let mut file = dir
+            .open_with(
+                JOURNAL_FILE,
+                OpenOptions::new().create(true).append(true).read(true),
+            )?
+            .into_std();
         // A line torn by a corral killed mid-write must not swallow this one.
         if !ends_with_newline(&mut file)? {
             text.insert(0, '\n');
@@ -233,12 +253,13 @@ impl Journal {
     }
 
     /// Takes the lock, waiting at most [`LOCK_WAIT`]; `None` when it could not be had then.
-    fn lock(&self) -> io::Result<Option<File>> {
-        let file = OpenOptions::new()
-            .create(true)
-            .truncate(false)
-            .write(true)
-            .open(self.dir.join(LOCK_FILE))?;
+    fn lock(&self, dir: &Dir) -> io::Result<Option<File>> {
+        let file = dir
+            .open_with(
+                LOCK_FILE,
+                OpenOptions::new().create(true).truncate(false).write(true),
+            )?
+            .into_std();
         let deadline = Instant::now() + LOCK_WAIT;
         loop {
             // SAFETY: flock on a descriptor we own; it touches no memory.
@@ -264,20 +285,23 @@ impl Journal {
         let Some((_, boot)) = me() else {
             return Ok(Vec::new());
         };
-        let path = self.path();
-        if !path.exists() {
+        let Some(dir) = self.folder(false)? else {
             return Ok(Vec::new());
+        };
+        match dir.symlink_metadata(JOURNAL_FILE) {
+            Err(e) if e.kind() == io::ErrorKind::NotFound => return Ok(Vec::new()),
+            _ => {}
         }
         let dead = {
-            let Some(_lock) = self.lock()? else {
+            let Some(_lock) = self.lock(&dir)? else {
                 return Ok(Vec::new());
             };
-            let open = open_entries(&read_lines(&path)?);
+            let open = open_entries(&read_lines(&dir)?);
             let procs = procfs::all();
             let (alive, dead): (Vec<Started>, Vec<Started>) = open
                 .into_iter()
                 .partition(|e| e.boot == *boot && e.corral.alive(&procs));
-            rewrite(&path, &alive)?;
+            rewrite(&dir, &alive)?;
             dead
         };
         if dead.is_empty() {
@@ -413,11 +437,11 @@ fn tokens_by_pid(procs: &[ProcStat]) -> HashMap<i32, String> {
         .collect()
 }
 
-/// The lines of the journal (its last [`MAX_JOURNAL_BYTES`]); lines that do not parse are
-/// skipped.
-fn read_lines(path: &Path) -> io::Result<Vec<Line>> {
-    let mut file = match File::open(path) {
-        Ok(file) => file,
+/// The lines of the journal in `dir` (its last [`MAX_JOURNAL_BYTES`]); lines that do not
+/// parse are skipped.
+fn read_lines(dir: &Dir) -> io::Result<Vec<Line>> {
+    let mut file = match dir.open(JOURNAL_FILE) {
+        Ok(file) => file.into_std(),
         Err(e) if e.kind() == io::ErrorKind::NotFound => return Ok(Vec::new()),
         Err(e) => return Err(e),
     };
@@ -438,7 +462,7 @@ fn read_lines(path: &Path) -> io::Result<Vec<Line>> {
         .filter_map(|l| match serde_json::from_str(l) {
             Ok(line) => Some(line),
             Err(e) => {
-                tracing::debug!("{}: a line skipped: {e}", path.display());
+                tracing::debug!("{JOURNAL_FILE}: a line skipped: {e}");
                 None
             }
         })
@@ -463,11 +487,11 @@ fn open_entries(lines: &[Line]) -> Vec<Started> {
         .collect()
 }
 
-/// Replaces the journal with `entries` (a temp file renamed over it), or removes it when there
-/// are none.
-fn rewrite(path: &Path, entries: &[Started]) -> io::Result<()> {
+/// Replaces the journal in `dir` with `entries` (a temp file renamed over it), or removes it
+/// when there are none.
+fn rewrite(dir: &Dir, entries: &[Started]) -> io::Result<()> {
     if entries.is_empty() {
-        return match std::fs::remove_file(path) {
+        return match dir.remove_file(JOURNAL_FILE) {
             Err(e) if e.kind() != io::ErrorKind::NotFound => Err(e),
             _ => Ok(()),
         };
@@ -477,9 +501,14 @@ fn rewrite(path: &Path, entries: &[Started]) -> io::Result<()> {
         text.push_str(&serde_json::to_string(&Line::Start(e.clone())).map_err(io::Error::other)?);
         text.push('\n');
     }
-    let tmp = path.with_extension("jsonl.tmp");
-    std::fs::write(&tmp, text)?;
-    std::fs::rename(&tmp, path)
+    // A leftover temporary file (or a symlink in its place) goes first: it is made new.
+    match dir.remove_file(TMP_FILE) {
+        Err(e) if e.kind() != io::ErrorKind::NotFound => return Err(e),
+        _ => {}
+    }
+    dir.open_with(TMP_FILE, OpenOptions::new().write(true).create_new(true))?
+        .write_all(text.as_bytes())?;
+    dir.rename(TMP_FILE, dir, JOURNAL_FILE)
 }
 
 fn ends_with_newline(file: &mut File) -> io::Result<bool> {
@@ -521,6 +550,13 @@ mod tests {
         })
     }
 
+    fn folder(journal: &Journal) -> Dir {
+        journal
+            .folder(false)
+            .expect("open")
+            .expect("a tasks folder")
+    }
+
     fn id_of(pid: u32) -> ProcId {
         let stat = procfs::stat(pid as i32).expect("stat");
         ProcId {
@@ -555,7 +591,7 @@ mod tests {
             .expect("tear");
         journal.append(&start("t2", me, me, "two")).expect("append");
         journal.ended("t1").expect("end");
-        let open = open_entries(&read_lines(&journal.path()).expect("read"));
+        let open = open_entries(&read_lines(&folder(&journal)).expect("read"));
         let commands: Vec<&str> = open.iter().map(|e| e.command.as_str()).collect();
         assert_eq!(commands, ["two"]);
     }
@@ -619,7 +655,7 @@ mod tests {
         }
         assert_eq!(ended, [("the shell", 1), ("marked", 1), ("reused pid", 0)]);
         assert!(!shell_left && !marked_left, "{shell_left} {marked_left}");
-        let left = open_entries(&read_lines(&journal.path()).expect("read"));
+        let left = open_entries(&read_lines(&folder(&journal)).expect("read"));
         let commands: Vec<&str> = left.iter().map(|e| e.command.as_str()).collect();
         assert_eq!(commands, ["a live corral's"]);
     }

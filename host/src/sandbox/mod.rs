@@ -159,7 +159,8 @@ impl Default for SandboxSettings {
 }
 
 /// What commands may not read unless the user says otherwise: SSH and cloud keys, GnuPG,
-/// corral's own config (trust records, approvals, the user's settings) and state, and the
+/// corral's own config (trust records, approvals, the user's settings), state and compile
+/// cache (`~/.cache/corral`: native code corral loads without a second look), and the
 /// sockets of agents and daemons that would act for the user outside the sandbox.
 pub fn default_hidden() -> Vec<PathBuf> {
     let mut hidden = Vec::new();
@@ -196,6 +197,13 @@ pub fn default_hidden() -> Vec<PathBuf> {
     }
     if let Some(data) = dirs::data_dir() {
         hidden.push(data.join("corral"));
+    }
+    // The compile cache holds native code corral loads as it is, and the manifests beside it:
+    // a command that could write there would run its own code as an approved plugin, with its
+    // grants, or as corral itself. Hidden (so never written) even inside a writable folder
+    // such as `~/.cache`.
+    if let Some(cache) = dirs::cache_dir() {
+        hidden.push(cache.join("corral"));
     }
     hidden.sort();
     hidden.dedup();

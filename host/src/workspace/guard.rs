@@ -1,7 +1,9 @@
 //! The entries of a workspace that nothing corral runs may touch: the policy file
 //! (`corral.toml`) and corral's state folder (`.corral/`: plugins, sessions, task logs, views,
 //! results). Plugins and the built-in file tools are limited by the policy and write what other
-//! tools read, so neither may reach them, whatever a grant says.
+//! tools read, so neither may reach them, whatever a grant says. And what git runs outside
+//! every sandbox: a repository's `.git/config` (`core.fsmonitor`, `core.sshCommand`, aliases)
+//! and `.git/hooks/`, which the shell sandbox keeps read-only for the same reason.
 //!
 //! The checks work on directory *handles*, never on paths: a directory is inside `.corral` if
 //! walking up from its handle (`..`, one `openat` a step) meets the state folder before the
@@ -22,6 +24,11 @@ pub const POLICY_FILE: &str = "corral.toml";
 pub const STATE_DIR: &str = ".corral";
 /// The entries of the workspace root out of every plugin's and file tool's reach.
 pub const PROTECTED: &[&str] = &[POLICY_FILE, STATE_DIR];
+/// A repository's folder at the workspace root.
+pub const GIT_DIR: &str = ".git";
+/// The entries of [`GIT_DIR`] that make git run a program: out of reach as [`Protected::Git`]
+/// (`hooks` with everything in it).
+pub const GIT_PROTECTED: &[&str] = &["config", "hooks"];
 /// The deepest folder a walk up to the workspace root climbs from; deeper is refused.
 const MAX_DEPTH: usize = 4096;
 
@@ -32,6 +39,8 @@ pub enum Protected {
     Policy,
     /// `.corral/` or anything in it.
     State,
+    /// A repository's `.git/config`, or `.git/hooks/` or anything in it.
+    Git,
 }
 
 impl Protected {
@@ -40,6 +49,7 @@ impl Protected {
         match self {
             Protected::Policy => POLICY_FILE,
             Protected::State => ".corral/",
+            Protected::Git => ".git/config and .git/hooks/",
         }
     }
 }
@@ -53,6 +63,10 @@ impl std::fmt::Display for Protected {
             Protected::State => f.write_str(
                 "`.corral/` is corral's own state (plugins, sessions, task logs): plugins and the \
                  file tools never touch it",
+            ),
+            Protected::Git => f.write_str(
+                "`.git/config` and `.git/hooks/` make git run programs outside every sandbox at \
+                 your next git command: plugins and the file tools never touch them",
             ),
         }
     }
@@ -117,30 +131,67 @@ impl Guard {
     /// lives inside `.corral` but is its own root). A walk that reaches the file system's root
     /// without meeting either is refused too: such a directory is not beneath the workspace.
     pub fn dir_in_state(&self, dir: BorrowedFd<'_>, stops: &[FileId]) -> io::Result<bool> {
-        let Some(state) = FileId::at(&*self.root, STATE_DIR)? else {
-            return Ok(false);
-        };
+        Ok(self.place_of(dir, stops)? == Some(Protected::State))
+    }
+
+    /// The protected folder `dir` is, or lies in: `.corral` ([`Protected::State`]) or the
+    /// repository's `.git/hooks` ([`Protected::Git`]), found by one walk up (see
+    /// [`Guard::dir_in_state`]); a walk that never meets the root counts as `.corral`.
+    fn place_of(&self, dir: BorrowedFd<'_>, stops: &[FileId]) -> io::Result<Option<Protected>> {
+        let state = FileId::at(&*self.root, STATE_DIR)?;
+        let hooks = self.git_hooks()?;
+        if state.is_none() && hooks.is_none() {
+            return Ok(None);
+        }
         let mut current = open_path_dir(dir, ".")?;
         for _ in 0..MAX_DEPTH {
             let id = FileId::of(&current)?;
-            if id == state {
-                return Ok(true);
+            if Some(id) == state {
+                return Ok(Some(Protected::State));
+            }
+            if Some(id) == hooks {
+                return Ok(Some(Protected::Git));
             }
             if id == self.root_id || stops.contains(&id) {
-                return Ok(false);
+                return Ok(None);
             }
             let parent = open_path_dir(current.as_fd(), "..")?;
             if FileId::of(&parent)? == id {
-                return Ok(true);
+                return Ok(Some(Protected::State));
             }
             current = parent;
         }
-        Ok(true)
+        Ok(Some(Protected::State))
     }
 
-    /// Whether the entry `name` of the directory `dir` is protected: `dir` is in `.corral`,
-    /// or `dir` is the workspace root and `name` is `corral.toml` or `.corral`, or `name` is a
-    /// hard link to `corral.toml`. `name` is one path component (no `/`).
+    /// The identity of the root's `.git` folder (never through a symlink), if there is one.
+    fn git_dir(&self) -> io::Result<Option<OwnedFd>> {
+        match open_path_dir(self.root.as_fd(), GIT_DIR) {
+            Ok(fd) => Ok(Some(fd)),
+            Err(e)
+                if matches!(
+                    e.raw_os_error(),
+                    Some(libc::ENOENT | libc::ENOTDIR | libc::ELOOP)
+                ) =>
+            {
+                Ok(None)
+            }
+            Err(e) => Err(e),
+        }
+    }
+
+    /// The identity of `.git/hooks`, if there is one.
+    fn git_hooks(&self) -> io::Result<Option<FileId>> {
+        match self.git_dir()? {
+            Some(git) => FileId::at(&git, "hooks"),
+            None => Ok(None),
+        }
+    }
+
+    /// Whether the entry `name` of the directory `dir` is protected: `dir` is in `.corral`
+    /// or `.git/hooks`, or `dir` is the workspace root and `name` is `corral.toml` or
+    /// `.corral`, or `dir` is the root's `.git` and `name` is `config` or `hooks`, or `name` is
+    /// a hard link to `corral.toml`. `name` is one path component (no `/`).
     pub fn entry(
         &self,
         dir: BorrowedFd<'_>,
@@ -162,16 +213,23 @@ impl Guard {
         name: &OsStr,
         stops: &[FileId],
     ) -> io::Result<Option<Protected>> {
-        if self.dir_in_state(dir, stops)? {
-            return Ok(Some(Protected::State));
+        if let Some(place) = self.place_of(dir, stops)? {
+            return Ok(Some(place));
         }
-        if FileId::of(dir)? == self.root_id {
+        let id = FileId::of(dir)?;
+        if id == self.root_id {
             if name == POLICY_FILE {
                 return Ok(Some(Protected::Policy));
             }
             if name == STATE_DIR {
                 return Ok(Some(Protected::State));
             }
+        }
+        if GIT_PROTECTED.iter().any(|p| name == *p)
+            && let Some(git) = self.git_dir()?
+            && FileId::of(&git)? == id
+        {
+            return Ok(Some(Protected::Git));
         }
         Ok(None)
     }
@@ -236,6 +294,18 @@ mod tests {
         assert_eq!(check(&ws, "README.md"), None);
         assert_eq!(check(&sessions, "x.jsonl"), Some(Protected::State));
         assert_eq!(check(&src, "anything"), None);
+        std::fs::create_dir_all(root.join(".git/hooks")).expect("mkdir");
+        std::fs::create_dir_all(root.join(".git/info")).expect("mkdir");
+        let git = open(&root.join(".git"));
+        assert_eq!(check(&git, "config"), Some(Protected::Git));
+        assert_eq!(check(&git, "hooks"), Some(Protected::Git));
+        assert_eq!(check(&git, "HEAD"), None);
+        assert_eq!(
+            check(&open(&root.join(".git/hooks")), "pre-commit"),
+            Some(Protected::Git)
+        );
+        assert_eq!(check(&open(&root.join(".git/info")), "exclude"), None);
+        assert_eq!(check(&open(&root.join("src")), "config"), None);
         let src_top = open(&root.join("src"));
         assert_eq!(check(&src_top, "alias"), Some(Protected::Policy));
         assert_eq!(check(&src_top, "plain"), None);

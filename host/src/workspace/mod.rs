@@ -18,6 +18,11 @@ pub use discover::{Found, discover};
 pub use guard::{Guard, POLICY_FILE, PROTECTED, Protected, STATE_DIR};
 pub use results::{MAX_RESULTS_BYTES, RESULTS_DIR, Results};
 
+/// The folder under `.corral/` that holds the session transcripts.
+pub const SESSIONS_DIR: &str = "sessions";
+/// The folder under `.corral/` that holds the task journal and the background tasks' logs.
+pub const TASKS_DIR: &str = "tasks";
+
 /// Opens the folder `name` (one component) in `parent` with `O_NOFOLLOW`: nothing to resolve,
 /// and a symlink in its place is refused, not followed.
 fn open_folder_nofollow(
@@ -32,6 +37,40 @@ fn open_folder_nofollow(
         Mode::empty(),
     )?;
     Ok(cap_std::fs::Dir::from_std_file(std::fs::File::from(fd)))
+}
+
+/// Opens the folder at `path` (made first when `create`), its last component with
+/// `O_NOFOLLOW`: for corral's own folders in `.corral/` (`sessions`, `tasks`) that code keeps
+/// as paths. A symlink in its place is refused, never followed, with an error naming it;
+/// `None` when it does not exist and `create` is false. Open files beneath the handle
+/// (cap-std: nothing outside the folder, even through a symlink).
+pub fn open_state_folder(path: &Path, create: bool) -> std::io::Result<Option<cap_std::fs::Dir>> {
+    use rustix::fs::{CWD, Mode, OFlags};
+    let flags = OFlags::RDONLY | OFlags::DIRECTORY | OFlags::NOFOLLOW | OFlags::CLOEXEC;
+    if create {
+        if let Some(parent) = path.parent() {
+            std::fs::create_dir_all(parent)?;
+        }
+        match rustix::fs::mkdir(path, Mode::from_raw_mode(0o755)) {
+            Ok(()) | Err(rustix::io::Errno::EXIST) => {}
+            Err(e) => return Err(e.into()),
+        }
+    }
+    match rustix::fs::openat(CWD, path, flags, Mode::empty()) {
+        Ok(fd) => Ok(Some(cap_std::fs::Dir::from_std_file(std::fs::File::from(
+            fd,
+        )))),
+        Err(rustix::io::Errno::NOENT) if !create => Ok(None),
+        Err(e @ (rustix::io::Errno::NOTDIR | rustix::io::Errno::LOOP)) => Err(std::io::Error::new(
+            std::io::Error::from(e).kind(),
+            format!(
+                "{} is not a real folder (a symlink?): corral keeps its state only in \
+                     real folders, never through a symlink; remove it",
+                path.display()
+            ),
+        )),
+        Err(e) => Err(e.into()),
+    }
 }
 
 /// A path a tool was refused, or could not reach, and why. Shown to the model as the tool's
