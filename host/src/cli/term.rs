@@ -16,7 +16,9 @@
 //! Every write happens under one lock. The status line is erased (`\r`, then erase-line
 //! `ESC[2K`) before anything else is written and drawn again after, and it is cut to the
 //! terminal's width so it never wraps: lines never interleave with it. It is not drawn while a
-//! line of streamed text is open, nor while `chat` waits for input. `NO_COLOR` turns colours
+//! line of streamed text is open, nor while `chat` waits for input. While `chat`'s line editor
+//! reads a line ([`Terminal::editing`]), lines go to the editor's printer instead, which writes
+//! them above the line being typed and leaves that line as it was. `NO_COLOR` turns colours
 //! off but keeps the status line, which moves the cursor and erases but sets no colour. With
 //! `RUST_LOG` set there is no status line, since tracing writes to stderr from any thread.
 
@@ -36,6 +38,10 @@ const SPINNER: [char; 10] = ['⠋', '⠙', '⠹', '⠸', '⠼', '⠴', '⠦', '�
 /// Erases the terminal line the cursor is on and returns to its start.
 const ERASE_LINE: &str = "\r\x1b[2K";
 
+/// Where `chat`'s line editor takes lines to print above the line being typed (see
+/// [`super::editor`]).
+pub type Printer = std::sync::mpsc::SyncSender<String>;
+
 /// The terminal display. Its ticker thread ends when the display is dropped.
 pub struct Terminal {
     state: Arc<Mutex<State>>,
@@ -49,6 +55,8 @@ struct State {
     active: bool,
     /// `chat`'s input prompt, while it waits for a line.
     prompt: Option<String>,
+    /// The line editor's printer, while the editor reads a line.
+    printer: Option<Printer>,
     /// The model was asked and has not answered yet.
     waiting_since: Option<Instant>,
     /// The model is thinking (a thinking block streams), since then.
@@ -79,6 +87,7 @@ impl Terminal {
             stream_text,
             active: false,
             prompt: None,
+            printer: None,
             waiting_since: None,
             thinking_since: None,
             tools: Vec::new(),
@@ -173,6 +182,20 @@ impl Terminal {
         state.prompt = Some(prompt.to_string());
     }
 
+    /// `chat`'s line editor reads a line from now on (`Some`), and draws its own prompt: lines
+    /// shown until it is done go to `printer`, above the line being typed. `None` when it is
+    /// done. A line the printer cannot take (its queue is full, the editor is gone) is written
+    /// as it would be without an editor.
+    pub fn editing(&self, printer: Option<Printer>) {
+        let mut state = self.lock();
+        if printer.is_some() {
+            state.erase();
+            state.end_text_line();
+            state.prompt = None;
+        }
+        state.printer = printer;
+    }
+
     /// The prompt ended: the status line goes, an open line of text is ended.
     pub fn finish(&self) {
         let mut state = self.lock();
@@ -199,6 +222,16 @@ fn tick(state: &Weak<Mutex<State>>) {
 impl State {
     /// Writes `line` on stderr, on a line of its own, above the status line or the prompt.
     fn print(&mut self, line: &Line) {
+        if let Some(printer) = &self.printer {
+            let mut text = String::new();
+            for (tone, piece) in &line.0 {
+                self.paint(&mut text, *tone, piece);
+            }
+            match printer.try_send(text) {
+                Ok(()) => return,
+                Err(_) => self.printer = None,
+            }
+        }
         self.erase();
         self.end_text_line();
         let mut text = String::new();
