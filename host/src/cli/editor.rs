@@ -82,8 +82,9 @@ struct EditorHandle {
 enum Request {
     /// The next chat line, with the chat prompt, kept in the history.
     Line,
-    /// An answer to a question, with the question's last line as the prompt, not kept.
-    Answer(String),
+    /// An answer to a question, not kept: the lines before its last are written once the
+    /// status line is erased, the last is the prompt.
+    Answer { before: String, prompt: String },
 }
 
 impl Input {
@@ -135,10 +136,10 @@ impl Input {
         let mut reads = self.reads.blocking_lock();
         match &self.editor {
             Some(editor) => {
-                if !before.is_empty() {
-                    let _ = writeln!(std::io::stderr(), "{before}");
-                }
-                let _ = editor.requests.send(Request::Answer(last.to_string()));
+                let _ = editor.requests.send(Request::Answer {
+                    before: before.trim_start_matches('\n').to_string(),
+                    prompt: last.to_string(),
+                });
             }
             None => {
                 let _ = write!(std::io::stderr(), "{question}");
@@ -239,7 +240,12 @@ fn start_editor(display: Display, reads: UnboundedSender<Read>) -> EditorHandle 
             reading.store(true, Ordering::SeqCst);
             let signal = match &request {
                 Request::Line => editor.read_line(&ChatPrompt(String::new())),
-                Request::Answer(question) => asker.read_line(&ChatPrompt(question.clone())),
+                Request::Answer { before, prompt } => {
+                    if !before.is_empty() {
+                        super::signals::last_words(before);
+                    }
+                    asker.read_line(&ChatPrompt(prompt.clone()))
+                }
             };
             reading.store(false, Ordering::SeqCst);
             display.editing(None);

@@ -18,7 +18,8 @@
 //! terminal's width so it never wraps: lines never interleave with it. It is not drawn while a
 //! line of streamed text is open, nor while `chat` waits for input. While `chat`'s line editor
 //! reads a line ([`Terminal::editing`]), lines go to the editor's printer instead, which writes
-//! them above the line being typed and leaves that line as it was. `NO_COLOR` turns colours
+//! them above the line being typed and leaves that line as it was, and the status line is not
+//! drawn (during a turn, the editor reads the answer to a question). `NO_COLOR` turns colours
 //! off but keeps the status line, which moves the cursor and erases but sets no colour. With
 //! `RUST_LOG` set there is no status line, since tracing writes to stderr from any thread.
 
@@ -292,7 +293,9 @@ impl State {
 
     /// Draws (or redraws, or erases) the status line.
     fn draw(&mut self) {
-        if !self.status_line || !self.active || self.text_open {
+        // While the editor reads (an escalation question during a turn), its line is the
+        // bottom one: the status line waits.
+        if !self.status_line || !self.active || self.text_open || self.printer.is_some() {
             return;
         }
         let Some(status) = self.status(Instant::now()) else {
@@ -422,6 +425,25 @@ mod tests {
     fn runtimes_are_shown_to_the_second() {
         assert_eq!(seconds(Duration::from_millis(41_900)), "41 s");
         assert_eq!(seconds(Duration::from_secs(125)), "2 min 5 s");
+    }
+
+    /// While the line editor reads (an escalation question during a turn), the status line is
+    /// not drawn over its line, and lines go to the editor's printer.
+    #[test]
+    fn the_status_line_waits_while_the_editor_reads() {
+        let terminal = Terminal::new(false, true, false);
+        let (printer, printed) = std::sync::mpsc::sync_channel(4);
+        terminal.editing(Some(printer));
+        let mut state = terminal.lock();
+        state.active = true;
+        state.waiting_since = Some(Instant::now());
+        state.draw();
+        assert!(
+            !state.drawn,
+            "the status line was drawn over the editor's line"
+        );
+        state.print(&Line(vec![(Tone::Plain, "◆ background done".into())]));
+        assert_eq!(printed.try_recv().as_deref(), Ok("◆ background done"));
     }
 
     #[test]
