@@ -166,6 +166,34 @@ fn help_makes_no_model_call() {
     assert!(history.contains("/help"), "{history:?}");
 }
 
+/// A history file that cannot be opened (its folder would be beneath a file) is a warning: the
+/// chat goes on without history.
+#[test]
+fn a_history_that_cannot_be_opened_is_a_warning() {
+    let corral = Corral::new();
+    let blocker = corral.home.path().join("not-a-folder");
+    std::fs::write(&blocker, "").unwrap();
+    let corral = corral.env("XDG_STATE_HOME", blocker.to_str().unwrap());
+    let server = ScriptedServer::start(vec![Turn::text("Still chatting.").into()]);
+    let out = chat(
+        &corral,
+        &server,
+        &[
+            (PROMPT, "hello\r"),
+            ("Still chatting.", ""),
+            (PROMPT, "/exit\r"),
+        ],
+    );
+    out.assert_code(0);
+    server.assert_clean();
+    let raw = out.raw();
+    assert!(
+        raw.contains("warning: no history: ") && raw.contains("not-a-folder"),
+        "{}",
+        shown(&out)
+    );
+}
+
 /// A line ending in `\` goes on on the next, and Alt-Enter starts a new line too: each prompt
 /// of two lines reaches the model as one request holding both, without the `\`.
 #[test]
