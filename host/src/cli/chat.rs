@@ -1,4 +1,5 @@
-//! `corral chat`: a line a turn, the history kept, `/exit` to leave. Background tasks keep
+//! `corral chat`: a line a turn, the history kept, `/exit` to leave. The lines come from
+//! [`super::editor`]: a line editor at a terminal, plain lines from a pipe. Background tasks keep
 //! running between turns: a one-line notice shows when one ends, and its result goes to the
 //! model with the next line. `/tasks` lists them, `/kill <id>` stops one.
 
