@@ -76,9 +76,10 @@ pub fn run_in_pty(cmd: Command, timeout: Duration) -> PtyOutput {
 pub const CTRL_C: &str = "\u{3}";
 
 /// Like [`run_in_pty`], with stdin on the terminal too, as a person types: each time the next
-/// `(needle, reply)`'s needle has appeared in the output (after the previous reply), `reply` is
-/// typed ([`CTRL_C`] presses Ctrl-C). The needles must appear in order; a needle that never comes fails the run at
-/// `timeout`.
+/// `(needle, reply)`'s needle has appeared in the output (after the previous needle), `reply`
+/// is typed ([`CTRL_C`] presses Ctrl-C; an empty reply types nothing, to wait for two needles in
+/// a row). The needles must appear in order; a needle that never comes fails the run at
+/// `timeout`. The cursor-position queries of a line editor are answered as a terminal does.
 pub fn run_in_pty_answering(
     cmd: Command,
     timeout: Duration,
@@ -173,6 +174,8 @@ fn read_all(
     let mut answers = answers.into_iter();
     let mut next = answers.next();
     let mut since_reply: Vec<u8> = Vec::new();
+    let mut all: Vec<u8> = Vec::new();
+    let mut positions_asked = 0;
     let mut chunks = Vec::new();
     let mut buf = [0u8; 8192];
     loop {
@@ -189,8 +192,12 @@ fn read_all(
                 Ok(n) => {
                     chunks.push((started.elapsed(), buf[..n].to_vec()));
                     since_reply.extend_from_slice(&buf[..n]);
+                    all.extend_from_slice(&buf[..n]);
+                    answer_position_queries(&all, &mut positions_asked, &mut keyboard);
                     if let Some((needle, reply)) = &next
-                        && String::from_utf8_lossy(&since_reply).contains(needle.as_str())
+                        && let Some(at) = since_reply
+                            .windows(needle.len())
+                            .position(|w| w == needle.as_bytes())
                     {
                         use std::io::Write as _;
                         if reply == CTRL_C {
@@ -199,7 +206,9 @@ fn read_all(
                         } else {
                             let _ = keyboard.write_all(reply.as_bytes());
                         }
-                        since_reply.clear();
+                        // What came after the needle in the same read came before the reply
+                        // too: the next needle may be in it.
+                        since_reply.drain(..at + needle.len());
                         next = answers.next();
                     }
                 }
@@ -211,9 +220,30 @@ fn read_all(
     chunks
 }
 
+/// What a terminal asks for the cursor's position with (DSR); a line editor asks before it
+/// draws its prompt and waits for the answer.
+const POSITION_QUERY: &[u8] = b"\x1b[6n";
+
+/// Answers each cursor-position query in `all` not answered yet, as a terminal does
+/// (`ESC[row;colR`): the row is the count of lines written so far (at most [`ROWS`]), the
+/// column the first. [`screen`] ignores cursor moves, so an approximate row does.
+fn answer_position_queries(all: &[u8], answered: &mut usize, keyboard: &mut File) {
+    use std::io::Write as _;
+    let asked = all
+        .windows(POSITION_QUERY.len())
+        .filter(|w| *w == POSITION_QUERY)
+        .count();
+    while *answered < asked {
+        *answered += 1;
+        let lines = all.iter().filter(|&&b| b == b'\n').count();
+        let row = (lines + 1).min(usize::from(ROWS));
+        let _ = write!(keyboard, "\x1b[{row};1R");
+    }
+}
+
 /// The lines a terminal shows after receiving `raw`: printable characters overwrite from the
 /// cursor, `\r` returns to the line's start, `\n` starts a new line, `ESC[2K` erases the line
-/// and `ESC[K` the rest of it; colours and other sequences are dropped. Trailing blanks are
+/// and `ESC[K` the rest of it; colours, cursor moves and other sequences are dropped. Trailing blanks are
 /// trimmed, and so is a last empty line.
 pub fn screen(raw: &str) -> Vec<String> {
     let mut lines: Vec<Vec<char>> = vec![Vec::new()];
@@ -229,6 +259,8 @@ pub fn screen(raw: &str) -> Vec<String> {
             }
             '\x1b' => {
                 if chars.peek() != Some(&'[') {
+                    // A two-character sequence (`ESC 7` saves the cursor, `ESC 8` restores it).
+                    chars.next();
                     continue;
                 }
                 chars.next();
@@ -288,5 +320,6 @@ mod tests {
         assert_eq!(screen(raw), ["one", "two ok", "three"]);
         assert_eq!(colour_sequences(raw), 2);
         assert_eq!(colour_sequences("\r\x1b[2Kplain"), 0);
+        assert_eq!(screen("\x1b7> typed\x1b8\x1b[?25h"), ["> typed"]);
     }
 }

@@ -42,3 +42,25 @@ fn slash_commands_are_handled_locally_and_unknown_ones_are_refused() {
     }
     assert_eq!(corral.sessions().len(), 2, "/clear made a second session");
 }
+
+/// Without a terminal too, a line ending in `\` goes on on the next: the two lines are one
+/// prompt, without the `\`.
+#[test]
+fn a_trailing_backslash_joins_piped_lines() {
+    let corral = Corral::new();
+    let server = ScriptedServer::start(vec![Turn::text("one answer").into()]);
+    let out = corral.run_with_input(
+        Some(&server),
+        &["chat"],
+        "first line \\\nsecond line\n/exit\n",
+    );
+    out.assert_code(0);
+    server.assert_clean();
+    let bodies = server.bodies();
+    assert_eq!(bodies.len(), 1, "{}", out.stderr);
+    let messages = bodies[0]["messages"].as_array().unwrap();
+    assert_eq!(
+        messages[0]["content"][0]["text"], "first line \nsecond line",
+        "{messages:?}"
+    );
+}

@@ -1,14 +1,15 @@
-//! `corral chat`: a line a turn, the history kept, `/exit` to leave. Background tasks keep
+//! `corral chat`: a line a turn, the history kept, `/exit` to leave. The lines come from
+//! [`super::editor`]: a line editor at a terminal, plain lines from a pipe. Background tasks keep
 //! running between turns: a one-line notice shows when one ends, and its result goes to the
 //! model with the next line. `/tasks` lists them, `/kill <id>` stops one.
 
-use std::io::BufRead;
 use std::process::ExitCode;
 
 use corral::Agent;
 use corral::background::format_runtime;
 
 use super::args::AgentArgs;
+use super::editor::{Input, Read};
 use super::render::Display;
 use super::slash::Slash;
 
@@ -33,10 +34,9 @@ pub async fn chat(args: AgentArgs) -> anyhow::Result<ExitCode> {
     if interactive {
         config.shell.escalation = corral::config::Escalation::Ask;
     }
-    // One reader of stdin: the prompt loop between turns, the escalation question during one.
-    let (lines_tx, lines) = tokio::sync::mpsc::unbounded_channel::<String>();
-    let lines = std::sync::Arc::new(tokio::sync::Mutex::new(lines));
     let display = Display::for_chat(args.quiet);
+    // One reader of stdin: the prompt loop between turns, the escalation question during one.
+    let input = std::sync::Arc::new(Input::start(&display));
     let mut builder = Agent::builder(workspace.root());
     for tool in super::plugins::tools(
         &workspace,
@@ -54,8 +54,8 @@ pub async fn chat(args: AgentArgs) -> anyhow::Result<ExitCode> {
         .provider(provider)
         .session(args.session())
         .on_escalation({
-            let lines = lines.clone();
-            move |request| ask_escalation(request, &lines)
+            let input = input.clone();
+            move |request| ask_escalation(request, &input)
         })
         .on_event({
             let display = display.clone();
@@ -71,14 +71,6 @@ pub async fn chat(args: AgentArgs) -> anyhow::Result<ExitCode> {
         agent.workspace().root().display(),
         agent.session_id()
     ));
-    std::thread::spawn(move || {
-        for line in std::io::stdin().lock().lines() {
-            let Ok(line) = line else { break };
-            if lines_tx.send(line).is_err() {
-                break;
-            }
-        }
-    });
     // The tokens of the prompts that ended well, for /usage.
     let mut used = corral::llm::Usage::default();
     // When Ctrl-C was last pressed at the prompt: a second one within EXIT_PRESS leaves.
@@ -88,16 +80,25 @@ pub async fn chat(args: AgentArgs) -> anyhow::Result<ExitCode> {
         anyhow::bail!("the signal handlers could not be installed");
     };
     loop {
-        display.prompt("> ");
-        let line = tokio::select! {
-            line = async { lines.lock().await.recv().await } => line,
-            signal = signals.next() => {
+        // Ctrl-C at the prompt is SIGINT without the editor, a key the editor reads with it.
+        let signal = tokio::select! {
+            read = input.next(&display) => match read {
+                Read::Line(line) => Ok(line),
+                Read::End => break,
+                Read::Interrupted => Err(super::signals::INTERRUPTED),
+            },
+            signal = signals.next() => Err(signal),
+        };
+        let line = match signal {
+            Ok(line) => line,
+            Err(signal) => {
                 let again = pressed.is_some_and(|at| at.elapsed() < EXIT_PRESS);
                 if signal == super::signals::INTERRUPTED && !again {
                     pressed = Some(std::time::Instant::now());
-                    eprintln!("\n(Ctrl-C again to leave, or /exit)");
+                    input.say("\n(Ctrl-C again to leave, or /exit)");
                     continue;
                 }
+                input.restore_terminal();
                 corral::process::kill_all_groups();
                 agent.shutdown();
                 super::signals::last_words(&format!("corral: {signal}"));
@@ -105,7 +106,6 @@ pub async fn chat(args: AgentArgs) -> anyhow::Result<ExitCode> {
             }
         };
         pressed = None;
-        let Some(line) = line else { break };
         let prompt = match super::slash::parse(&line) {
             Ok(super::slash::Line::Prompt(prompt)) => prompt,
             Ok(super::slash::Line::Empty) => continue,
@@ -167,17 +167,14 @@ const EXIT_PRESS: std::time::Duration = std::time::Duration::from_secs(2);
 /// the answer.
 fn ask_escalation(
     request: &corral::sandbox::escalation::Request<'_>,
-    lines: &tokio::sync::Mutex<tokio::sync::mpsc::UnboundedReceiver<String>>,
+    input: &Input,
 ) -> corral::sandbox::escalation::Answer {
     use corral::sandbox::escalation::Answer;
-    use std::io::Write;
     let command = corral::plugins::sanitize(request.command);
-    eprint!(
+    let answer = input.answer(&format!(
         "\nthe shell sandbox ({} mode) may have blocked: {command}\nrun this outside the sandbox? [y]es / [n]o / [a]lways for this command ",
         request.mode.as_str()
-    );
-    let _ = std::io::stderr().flush();
-    let answer = lines.blocking_lock().blocking_recv().unwrap_or_default();
+    ));
     match answer.trim().to_ascii_lowercase().as_str() {
         "y" | "yes" => Answer::Yes,
         "a" | "always" => Answer::Always,

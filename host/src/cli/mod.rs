@@ -2,6 +2,7 @@
 
 mod args;
 mod chat;
+mod editor;
 mod plugins;
 mod policy;
 mod render;

@@ -172,6 +172,15 @@ impl Display {
         }
     }
 
+    /// `chat`'s line editor reads a line (`Some`, with where to print lines meanwhile) or is done
+    /// (`None`); see [`Terminal::editing`]. Nothing for the other displays: plain lines are not
+    /// shown with an editor, and quiet shows none.
+    pub fn editing(&self, printer: Option<super::term::Printer>) {
+        if let Kind::Terminal(terminal) = &*self.0 {
+            terminal.editing(printer);
+        }
+    }
+
     /// A prompt ended, answered or failed: the status line is erased and a line of streamed
     /// text is ended, so what the command prints next starts on a clean line.
     pub fn finish(&self) {

@@ -16,7 +16,10 @@
 //! Every write happens under one lock. The status line is erased (`\r`, then erase-line
 //! `ESC[2K`) before anything else is written and drawn again after, and it is cut to the
 //! terminal's width so it never wraps: lines never interleave with it. It is not drawn while a
-//! line of streamed text is open, nor while `chat` waits for input. `NO_COLOR` turns colours
+//! line of streamed text is open, nor while `chat` waits for input. While `chat`'s line editor
+//! reads a line ([`Terminal::editing`]), lines go to the editor's printer instead, which writes
+//! them above the line being typed and leaves that line as it was, and the status line is not
+//! drawn (during a turn, the editor reads the answer to a question). `NO_COLOR` turns colours
 //! off but keeps the status line, which moves the cursor and erases but sets no colour. With
 //! `RUST_LOG` set there is no status line, since tracing writes to stderr from any thread.
 
@@ -36,6 +39,10 @@ const SPINNER: [char; 10] = ['⠋', '⠙', '⠹', '⠸', '⠼', '⠴', '⠦', '�
 /// Erases the terminal line the cursor is on and returns to its start.
 const ERASE_LINE: &str = "\r\x1b[2K";
 
+/// Where `chat`'s line editor takes lines to print above the line being typed (see
+/// [`super::editor`]).
+pub type Printer = std::sync::mpsc::SyncSender<String>;
+
 /// The terminal display. Its ticker thread ends when the display is dropped.
 pub struct Terminal {
     state: Arc<Mutex<State>>,
@@ -49,6 +56,8 @@ struct State {
     active: bool,
     /// `chat`'s input prompt, while it waits for a line.
     prompt: Option<String>,
+    /// The line editor's printer, while the editor reads a line.
+    printer: Option<Printer>,
     /// The model was asked and has not answered yet.
     waiting_since: Option<Instant>,
     /// The model is thinking (a thinking block streams), since then.
@@ -79,6 +88,7 @@ impl Terminal {
             stream_text,
             active: false,
             prompt: None,
+            printer: None,
             waiting_since: None,
             thinking_since: None,
             tools: Vec::new(),
@@ -173,6 +183,20 @@ impl Terminal {
         state.prompt = Some(prompt.to_string());
     }
 
+    /// `chat`'s line editor reads a line from now on (`Some`), and draws its own prompt: lines
+    /// shown until it is done go to `printer`, above the line being typed. `None` when it is
+    /// done. A line the printer cannot take (its queue is full, the editor is gone) is written
+    /// as it would be without an editor.
+    pub fn editing(&self, printer: Option<Printer>) {
+        let mut state = self.lock();
+        if printer.is_some() {
+            state.erase();
+            state.end_text_line();
+            state.prompt = None;
+        }
+        state.printer = printer;
+    }
+
     /// The prompt ended: the status line goes, an open line of text is ended.
     pub fn finish(&self) {
         let mut state = self.lock();
@@ -199,6 +223,16 @@ fn tick(state: &Weak<Mutex<State>>) {
 impl State {
     /// Writes `line` on stderr, on a line of its own, above the status line or the prompt.
     fn print(&mut self, line: &Line) {
+        if let Some(printer) = &self.printer {
+            let mut text = String::new();
+            for (tone, piece) in &line.0 {
+                self.paint(&mut text, *tone, piece);
+            }
+            match printer.try_send(text) {
+                Ok(()) => return,
+                Err(_) => self.printer = None,
+            }
+        }
         self.erase();
         self.end_text_line();
         let mut text = String::new();
@@ -259,7 +293,9 @@ impl State {
 
     /// Draws (or redraws, or erases) the status line.
     fn draw(&mut self) {
-        if !self.status_line || !self.active || self.text_open {
+        // While the editor reads (an escalation question during a turn), its line is the
+        // bottom one: the status line waits.
+        if !self.status_line || !self.active || self.text_open || self.printer.is_some() {
             return;
         }
         let Some(status) = self.status(Instant::now()) else {
@@ -389,6 +425,25 @@ mod tests {
     fn runtimes_are_shown_to_the_second() {
         assert_eq!(seconds(Duration::from_millis(41_900)), "41 s");
         assert_eq!(seconds(Duration::from_secs(125)), "2 min 5 s");
+    }
+
+    /// While the line editor reads (an escalation question during a turn), the status line is
+    /// not drawn over its line, and lines go to the editor's printer.
+    #[test]
+    fn the_status_line_waits_while_the_editor_reads() {
+        let terminal = Terminal::new(false, true, false);
+        let (printer, printed) = std::sync::mpsc::sync_channel(4);
+        terminal.editing(Some(printer));
+        let mut state = terminal.lock();
+        state.active = true;
+        state.waiting_since = Some(Instant::now());
+        state.draw();
+        assert!(
+            !state.drawn,
+            "the status line was drawn over the editor's line"
+        );
+        state.print(&Line(vec![(Tone::Plain, "◆ background done".into())]));
+        assert_eq!(printed.try_recv().as_deref(), Ok("◆ background done"));
     }
 
     #[test]
