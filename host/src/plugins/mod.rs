@@ -12,6 +12,7 @@ mod bindings;
 mod cache;
 mod engine;
 mod fs_guard;
+mod limits;
 mod loader;
 mod output;
 mod plugin;

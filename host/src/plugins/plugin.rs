@@ -13,7 +13,9 @@ use std::time::{Duration, Instant};
 
 use serde::{Deserialize, Serialize};
 use wasmtime::component::ResourceTable;
-use wasmtime::{Store, StoreLimitsBuilder, Trap, UpdateDeadline};
+use wasmtime::{Store, Trap, UpdateDeadline};
+
+use super::limits::{CallLimiter, Exceeded};
 use wasmtime_wasi_http::WasiHttpCtx;
 
 use super::bindings::{self, PluginPre};
@@ -195,7 +197,8 @@ impl LoadedPlugin {
                 )));
             }
             Ok(Err(error)) => {
-                let cause = describe_trap(&error, limits, &captures.stderr.text());
+                let exceeded = store.data().limits.exceeded();
+                let cause = describe_trap(&error, limits, exceeded, &captures.stderr.text());
                 return Err(ManifestError::lasting(format!("its manifest {cause}")));
             }
             Ok(Ok(raw)) => raw,
@@ -256,6 +259,7 @@ impl LoadedPlugin {
             return Err(missed());
         };
         let state = store.data_mut();
+        let exceeded = state.limits.exceeded();
         let mut notes = Vec::new();
         notes.extend(state.fs.report());
         if let Some(dropped) = state.log_dropped() {
@@ -274,7 +278,7 @@ impl LoadedPlugin {
             Err(error) if error.downcast_ref::<Trap>() == Some(&Trap::Interrupt) => Err(missed()),
             Err(error) => Err(CallError::Contained {
                 plugin: name.clone(),
-                cause: with_notes(describe_trap(&error, limits, &stderr), &notes),
+                cause: with_notes(describe_trap(&error, limits, exceeded, &stderr), &notes),
             }),
         }
     }
@@ -314,13 +318,7 @@ fn store(
             plugin: plugin.to_string(),
         },
         fs: FsGuardState::new(grants.files.guard().cloned(), grants.files.roots().to_vec()),
-        limits: StoreLimitsBuilder::new()
-            .memory_size(limits.memory)
-            .instances(16)
-            .tables(64)
-            .memories(16)
-            .trap_on_grow_failure(true)
-            .build(),
+        limits: CallLimiter::new(limits.memory),
         plugin: plugin.to_string(),
         log: log.clone(),
         logged_bytes: 0,
@@ -340,8 +338,14 @@ fn store(
     (store, captures)
 }
 
-/// Names the cause of a trap the way the model and the user can act on it.
-fn describe_trap(error: &wasmtime::Error, limits: Limits, stderr: &str) -> String {
+/// Names the cause of a trap the way the model and the user can act on it. `exceeded` is the
+/// limit the store's limiter stopped the call at, if any.
+fn describe_trap(
+    error: &wasmtime::Error,
+    limits: Limits,
+    exceeded: Option<Exceeded>,
+    stderr: &str,
+) -> String {
     let last_stderr = stderr
         .lines()
         .rev()
@@ -353,34 +357,27 @@ fn describe_trap(error: &wasmtime::Error, limits: Limits, stderr: &str) -> Strin
     } else {
         format!(" ({})", sanitize(last_stderr))
     };
-    let text = format!("{error:?}");
-    match error.downcast_ref::<Trap>() {
-        Some(Trap::Interrupt) => {
+    match (exceeded, error.downcast_ref::<Trap>()) {
+        (Some(Exceeded::Memory), _) => format!(
+            "exceeded its {} MiB memory limit{detail}",
+            limits.memory / (1024 * 1024)
+        ),
+        (Some(Exceeded::Table), _) => format!(
+            "exceeded its limit of {} table elements",
+            super::limits::TABLE_ELEMENTS
+        ),
+        (None, Some(Trap::Interrupt)) => {
             format!("exceeded its {} s deadline", limits.timeout.as_secs_f64())
         }
-        Some(Trap::StackOverflow) => "overflowed its stack".to_string(),
+        (None, Some(Trap::StackOverflow)) => "overflowed its stack".to_string(),
         // Rust and C guests keep a shadow stack at the bottom of linear memory: overflowing it
         // is an out-of-bounds access.
-        Some(Trap::MemoryOutOfBounds) => {
+        (None, Some(Trap::MemoryOutOfBounds)) => {
             "overflowed its stack or accessed memory out of bounds".to_string()
         }
-        Some(Trap::UnreachableCodeReached)
-            if text.contains("memory") || stderr.contains("memory allocation") =>
-        {
-            format!(
-                "exceeded its {} MiB memory limit{detail}",
-                limits.memory / (1024 * 1024)
-            )
-        }
-        Some(Trap::UnreachableCodeReached) => format!("panicked{detail}"),
-        Some(trap) => format!("trapped: {trap}{detail}"),
-        None if text.contains("grow") || text.contains("memory") => {
-            format!(
-                "exceeded its {} MiB memory limit",
-                limits.memory / (1024 * 1024)
-            )
-        }
-        None => format!("failed: {}{detail}", sanitize(&format!("{error}"))),
+        (None, Some(Trap::UnreachableCodeReached)) => format!("panicked{detail}"),
+        (None, Some(trap)) => format!("trapped: {trap}{detail}"),
+        (None, None) => format!("failed: {}{detail}", sanitize(&format!("{error}"))),
     }
 }
 

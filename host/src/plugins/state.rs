@@ -3,7 +3,6 @@
 
 use std::sync::Arc;
 
-use wasmtime::StoreLimits;
 use wasmtime::component::ResourceTable;
 use wasmtime_wasi::{WasiCtx, WasiCtxView, WasiView};
 use wasmtime_wasi_http::{WasiHttpCtx, WasiHttpCtxView, WasiHttpHooks, WasiHttpView};
@@ -37,7 +36,7 @@ pub struct CallState {
     pub http: WasiHttpCtx,
     pub hooks: NetworkGate,
     pub fs: FsGuardState,
-    pub limits: StoreLimits,
+    pub limits: super::limits::CallLimiter,
     pub plugin: String,
     pub log: LogSink,
     pub logged_bytes: usize,
