@@ -11,7 +11,7 @@
 //! sends a one-byte message carrying three descriptors: a memfd with the [`Request`], the pipe
 //! the output goes to, and a pipe the exit status goes to. The zygote answers with the pid
 //! (4 bytes, native order) and a pidfd for it, or `error: REASON`. An empty read (corral
-//! closed its end, or died: the zygote also has a parent-death signal) ends the zygote.
+//! closed its end, or died) ends the zygote.
 //!
 //! **Each command** is a small init process ([`mini_init`]) in a PID namespace of its own
 //! (when the zygote may make one: it is root, or in the user namespace it made): it leads the
@@ -165,13 +165,10 @@ pub fn serve(plan: &str) -> String {
         let _ = send(socket.as_fd(), format!("error: {reason}").as_bytes(), &[]);
         reason
     };
-    // SAFETY: prctl with integer arguments; getppid has no preconditions.
-    unsafe {
-        libc::prctl(libc::PR_SET_PDEATHSIG, libc::SIGKILL, 0, 0, 0);
-        if libc::getppid() == 1 {
-            return "corral is gone".into();
-        }
-    }
+    // No parent-death signal: it fires when the *thread* that started the zygote ends, which
+    // is any of corral's task threads (the zygote died with the first command's thread, and
+    // every command after had to start a new one). corral's end closes its end of the
+    // socket (close-on-exec, held by no other process), which ends the zygote at its next read.
     // A descriptor opened before the confinement keeps the rights it was opened with (a folder
     // of the real, writable mount): none but the standard ones and the socket may stay.
     // SAFETY: close_range takes plain integers.
