@@ -925,3 +925,27 @@ fn a_socket_in_a_hidden_folder_cannot_be_reached_with_or_without_namespaces() {
         outside.assert_untouched();
     }
 }
+
+/// A shell the sandbox cannot start (its file is a hidden path) is reported as a shell would
+/// report a missing program: the reason on the command's output and exit code 127, not a hang
+/// or a status made up.
+#[test]
+fn a_shell_that_cannot_start_says_why() {
+    if !landlock("a_shell_that_cannot_start_says_why") {
+        return;
+    }
+    let outside = Outside::new();
+    let corral = outside.corral();
+    let shell = std::fs::canonicalize(corral::process::shell_path()).expect("sh");
+    corral.write(
+        "corral.toml",
+        &format!("[shell]\nhidden = [{:?}]\n", shell.display().to_string()),
+    );
+    corral.trust();
+    let results = corral.call_tools(vec![bash("run", "echo never")]);
+    let (is_error, text) = &results[0];
+    assert!(*is_error, "{text}");
+    assert!(text.contains("127"), "{text}");
+    assert!(text.contains("corral: "), "{text}");
+    assert!(!text.contains("never"), "{text}");
+}
