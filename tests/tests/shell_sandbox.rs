@@ -949,3 +949,19 @@ fn a_shell_that_cannot_start_says_why() {
     assert!(text.contains("corral: "), "{text}");
     assert!(!text.contains("never"), "{text}");
 }
+
+/// A command too long to go to the zygote inline (over 64 KiB) goes through a memfd and runs
+/// whole; a short one beside it goes inline.
+#[test]
+fn a_long_command_reaches_the_sandbox_whole() {
+    if !landlock("a_long_command_reaches_the_sandbox_whole") {
+        return;
+    }
+    let outside = Outside::new();
+    let corral = outside.corral();
+    let long = format!("printf %s {} | wc -c", "x".repeat(100_000));
+    let results = corral.call_tools(vec![bash("long", &long), bash("short", "echo short")]);
+    assert!(!results[0].0, "{:?}", results[0]);
+    assert_eq!(results[0].1.lines().next().map(str::trim), Some("100000"));
+    assert!(results[1].1.contains("short"), "{:?}", results[1]);
+}

@@ -26,7 +26,10 @@ use std::sync::{Mutex, PoisonError};
 use std::time::{Duration, Instant};
 
 use super::Plan;
-use super::zygote::{self, MAX_MESSAGE_BYTES, READY, Request, SOCKET_FD, ZYGOTE_ARG};
+use super::zygote::{
+    self, IN_MEMFD, INLINE, INLINE_REQUEST_BYTES, MAX_MESSAGE_BYTES, READY, Request, SOCKET_FD,
+    ZYGOTE_ARG,
+};
 
 /// How long a new zygote may take to confine itself (namespaces, mounts, rules) and say so.
 pub const READY_DEADLINE: Duration = Duration::from_secs(10);
@@ -158,8 +161,14 @@ impl Spawner {
                 .collect(),
         }
         .encode()?;
-        let memfd = rustix::fs::memfd_create("corral-command", rustix::fs::MemfdFlags::CLOEXEC)?;
-        std::fs::File::from(memfd.try_clone()?).write_all(&request)?;
+        let (message, memfd) = if request.len() <= INLINE_REQUEST_BYTES {
+            ([&[INLINE][..], &request].concat(), None)
+        } else {
+            let memfd =
+                rustix::fs::memfd_create("corral-command", rustix::fs::MemfdFlags::CLOEXEC)?;
+            std::fs::File::from(memfd.try_clone()?).write_all(&request)?;
+            (vec![IN_MEMFD], Some(memfd))
+        };
         let (status, status_tx) = io::pipe()?;
         // Taken before the zygote is chosen, so the few `lstat`s do not hold its slot.
         let now = Fingerprint::take_both(&self.plan);
@@ -178,7 +187,12 @@ impl Spawner {
             let Some(ZygoteSlot(zygote)) = slot.as_ref() else {
                 unreachable!("a zygote was just put in the slot")
             };
-            match exchange(zygote, memfd.as_fd(), output, status_tx.as_fd()) {
+            let fds: Vec<BorrowedFd<'_>> = memfd
+                .iter()
+                .map(AsFd::as_fd)
+                .chain([output, status_tx.as_fd()])
+                .collect();
+            match exchange(zygote, &message, &fds) {
                 Ok(Reply::Started {
                     pid,
                     pidfd,
@@ -301,13 +315,8 @@ enum Reply {
 }
 
 /// One request and its reply. An `Err` means the zygote is broken (gone, silent, garbled).
-fn exchange(
-    zygote: &Zygote,
-    request: BorrowedFd<'_>,
-    output: BorrowedFd<'_>,
-    status: BorrowedFd<'_>,
-) -> io::Result<Reply> {
-    zygote::send(zygote.socket.as_fd(), b"s", &[request, output, status])?;
+fn exchange(zygote: &Zygote, message: &[u8], fds: &[BorrowedFd<'_>]) -> io::Result<Reply> {
+    zygote::send(zygote.socket.as_fd(), message, fds)?;
     let mut buf = [0u8; MAX_MESSAGE_BYTES];
     let (len, mut fds) = receive_by(&zygote.socket, &mut buf, Instant::now() + REPLY_DEADLINE)?;
     let message = &buf[..len];
