@@ -155,11 +155,12 @@ static EXITS_DONE: std::sync::Condvar = std::sync::Condvar::new();
 /// When corral adopts orphans, a look at one file comes first: everything a command started
 /// that outlives its shell is re-parented to corral's main thread (the kernel gives an orphan
 /// to the first live thread of the nearest subreaper), so if that thread has no child but
-/// live shells, nothing of this command is left and `/proc` is not read at all.
+/// live shells and processes older than this shell ([`nothing_adopted`]), nothing of this
+/// command is left and `/proc` is not scanned at all.
 pub(super) fn end_exited(shell: Shell) {
     // No group kill either: a process left in the group would be such an orphan, and the
     // shell's pid, reaped, may already name another command's group.
-    if adopting() && nothing_adopted() {
+    if adopting() && nothing_adopted(shell.start) {
         return;
     }
     let lock = || EXITS.lock().unwrap_or_else(PoisonError::into_inner);
@@ -190,12 +191,14 @@ pub(super) fn end_exited(shell: Shell) {
     }
 }
 
-/// Whether every child of corral's main thread, where orphans are re-parented once corral is a
-/// subreaper, is a live shell (or it has none): then no command that has ended left anything
-/// behind, and no orphan waits to be reaped. `false` whenever that cannot be told (no
-/// `/proc/PID/task/TID/children` in this kernel, or the main thread is gone and orphans go to
-/// another thread).
-fn nothing_adopted() -> bool {
+/// Whether nothing that started since `since` (clock ticks since boot) was re-parented to
+/// corral, and no orphan waits to be reaped: every child of corral's main thread (where orphans
+/// go once corral is a subreaper) is a live shell, or a live process older than `since` (it
+/// cannot descend from a shell started then; a zygote of the shell sandbox, re-parented to the
+/// main thread when the task thread that started it ended, is one). `false` whenever that
+/// cannot be told (no `/proc/PID/task/TID/children` in this kernel, the main thread is gone
+/// and orphans go to another one, a child's start cannot be read).
+fn nothing_adopted(since: u64) -> bool {
     let me = std::process::id() as i32;
     let Some(children) = procfs::children(me, me) else {
         return false;
@@ -204,10 +207,16 @@ fn nothing_adopted() -> bool {
     if !procfs::thread_alive(me, me) {
         return false;
     }
-    let shells = shells();
-    children
-        .iter()
-        .all(|pid| shells.as_ref().is_some_and(|s| s.contains_key(pid)))
+    let others: Vec<i32> = {
+        let shells = shells();
+        children
+            .into_iter()
+            .filter(|pid| !shells.as_ref().is_some_and(|s| s.contains_key(pid)))
+            .collect()
+    };
+    others
+        .into_iter()
+        .all(|pid| procfs::stat(pid).is_some_and(|p| !p.is_zombie() && p.start_ticks < since))
 }
 
 /// SIGKILL to everything the `batch` shells left ([`kill_carriers`]), then to their groups.
