@@ -20,6 +20,7 @@
 //!
 //! Arguments other than `--bench` select benchmarks by name: `spawn_200`, `breakdown`,
 //! `peak_rss` (`cargo bench -p corral --bench background -- peak_rss`). Environment knobs: `CORRAL_BENCH_ROUNDS` (measured rounds of part 1, default 7),
+//! `CORRAL_BENCH_ROWS` (only these rows of the breakdown, by letter: `a,d,d2`, for a profiler),
 //! `CORRAL_BENCH_TASK_BYTES` (bytes each task of part 2 prints, default 1 GiB; 256 MiB is used
 //! when the temp dir has less than 20 GiB free, and the output says so).
 
@@ -84,6 +85,9 @@ fn main() -> Result<()> {
     // `cargo bench` passes `--bench`; any other argument is a filter on the benchmarks' names.
     let filter: Vec<&String> = args.iter().filter(|a| !a.starts_with("--")).collect();
     let wanted = |name: &str| filter.is_empty() || filter.iter().any(|f| name.contains(f.as_str()));
+    // As `corral run` and `chat` do: orphans of commands come to this process, and a command's
+    // end is checked against them (not against all of `/proc`).
+    corral::process::adopt_orphans()?;
     let rounds = env_number("CORRAL_BENCH_ROUNDS")?.map_or(DEFAULT_ROUNDS, |n| n as usize);
     ensure!(rounds > 0, "CORRAL_BENCH_ROUNDS must be at least 1");
 
@@ -238,6 +242,18 @@ fn breakdown(rounds: usize) -> Result<()> {
             ));
         }
         None => println!("  (no Landlock here: the sandboxed rows are skipped)"),
+    }
+    if let Ok(rows) = std::env::var("CORRAL_BENCH_ROWS") {
+        // For a profiler: only the rows named by their letters (`a,d,d2`).
+        let keep: Vec<&str> = rows.split(',').map(str::trim).collect();
+        variants.retain(|(name, _)| {
+            name.split_once('.')
+                .is_some_and(|(row, _)| keep.contains(&row.trim()))
+        });
+        ensure!(
+            !variants.is_empty(),
+            "CORRAL_BENCH_ROWS={rows} names no row"
+        );
     }
     // Per variant: wall time, CPU time of this process (all its threads), CPU time of its
     // children (the shells). CPU time is less disturbed by a busy machine than wall time.

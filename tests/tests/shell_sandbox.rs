@@ -1003,3 +1003,43 @@ fn commands_cannot_swap_a_compiled_plugin_in_corrals_cache() {
     );
     outside.assert_untouched();
 }
+
+/// A shell the sandbox cannot start (its file is a hidden path) is reported as a shell would
+/// report a missing program: the reason on the command's output and exit code 127, not a hang
+/// or a status made up.
+#[test]
+fn a_shell_that_cannot_start_says_why() {
+    if !landlock("a_shell_that_cannot_start_says_why") {
+        return;
+    }
+    let outside = Outside::new();
+    let corral = outside.corral();
+    let shell = std::fs::canonicalize(corral::process::shell_path()).expect("sh");
+    corral.write(
+        "corral.toml",
+        &format!("[shell]\nhidden = [{:?}]\n", shell.display().to_string()),
+    );
+    corral.trust();
+    let results = corral.call_tools(vec![bash("run", "echo never")]);
+    let (is_error, text) = &results[0];
+    assert!(*is_error, "{text}");
+    assert!(text.contains("127"), "{text}");
+    assert!(text.contains("corral: "), "{text}");
+    assert!(!text.contains("never"), "{text}");
+}
+
+/// A command too long to go to the zygote inline (over 64 KiB) goes through a memfd and runs
+/// whole; a short one beside it goes inline.
+#[test]
+fn a_long_command_reaches_the_sandbox_whole() {
+    if !landlock("a_long_command_reaches_the_sandbox_whole") {
+        return;
+    }
+    let outside = Outside::new();
+    let corral = outside.corral();
+    let long = format!("printf %s {} | wc -c", "x".repeat(100_000));
+    let results = corral.call_tools(vec![bash("long", &long), bash("short", "echo short")]);
+    assert!(!results[0].0, "{:?}", results[0]);
+    assert_eq!(results[0].1.lines().next().map(str::trim), Some("100000"));
+    assert!(results[1].1.contains("short"), "{:?}", results[1]);
+}

@@ -164,7 +164,7 @@ impl GroupChild {
         let mut output_open = true;
         let mut ending: Option<(WaitOutcome, Instant)> = None;
         let mut killed = false;
-        let mut buf = vec![0u8; 64 * 1024];
+        let mut buf = ReadBuffer::new();
         let status = loop {
             match self.child.try_wait() {
                 Ok(Some(status)) => break Ok(status),
@@ -233,10 +233,10 @@ impl GroupChild {
                     continue;
                 }
                 if fd.fd == output_fd && output_open {
-                    match self.output.read(&mut buf) {
-                        Ok(0) | Err(_) => output_open = false,
-                        Ok(n) => {
-                            if !sink.write(&buf[..n]) {
+                    match buf.read(&mut self.output) {
+                        Ok([]) | Err(_) => output_open = false,
+                        Ok(bytes) => {
+                            if !sink.write(bytes) {
                                 let _ = self.shell().kill(libc::SIGKILL);
                                 output_open = false;
                             }
@@ -287,12 +287,46 @@ fn later(now: Instant, by: Duration) -> Instant {
     now.checked_add(by.min(FAR_OFF)).unwrap_or(now)
 }
 
+/// What a read of a command's output takes at first (on the stack), and once one read fills
+/// that, for good (on the heap): most commands print little, and a zeroed 64 KiB buffer per
+/// command was a `malloc` that grew the thread's arena and faulted in 16 pages.
+const SMALL_READ_BYTES: usize = 4 * 1024;
+const READ_BYTES: usize = 64 * 1024;
+
+/// The buffer a command's output is read into: [`SMALL_READ_BYTES`], then [`READ_BYTES`].
+struct ReadBuffer {
+    small: [u8; SMALL_READ_BYTES],
+    big: Vec<u8>,
+}
+
+impl ReadBuffer {
+    fn new() -> Self {
+        Self {
+            small: [0; SMALL_READ_BYTES],
+            big: Vec::new(),
+        }
+    }
+
+    /// One read of `pipe`: what it gave (empty at its end).
+    fn read(&mut self, pipe: &mut io::PipeReader) -> io::Result<&[u8]> {
+        if self.big.is_empty() {
+            let n = pipe.read(&mut self.small)?;
+            if n == self.small.len() {
+                self.big = vec![0; READ_BYTES];
+            }
+            return Ok(&self.small[..n]);
+        }
+        let n = pipe.read(&mut self.big)?;
+        Ok(&self.big[..n])
+    }
+}
+
 /// Reads `pipe` to its end, for at most `limit`. `false` if it was still open then.
 fn drain_output(
     pipe: &mut io::PipeReader,
     sink: &mut impl OutputSink,
     limit: Duration,
-    buf: &mut [u8],
+    buf: &mut ReadBuffer,
 ) -> bool {
     let until = later(Instant::now(), limit);
     loop {
@@ -311,10 +345,10 @@ fn drain_output(
         if ready <= 0 {
             continue;
         }
-        match pipe.read(buf) {
-            Ok(0) | Err(_) => return true,
-            Ok(n) => {
-                if !sink.write(&buf[..n]) {
+        match buf.read(pipe) {
+            Ok([]) | Err(_) => return true,
+            Ok(bytes) => {
+                if !sink.write(bytes) {
                     return true;
                 }
             }

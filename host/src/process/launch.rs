@@ -71,10 +71,16 @@ pub fn shell_path() -> &'static Path {
 
 /// Whether `name` is dropped from an inherited environment.
 pub fn is_secret(name: &str) -> bool {
-    let upper = name.to_ascii_uppercase();
-    PROVIDER_VARS.contains(&upper.as_str())
-        || AGENT_VARS.contains(&upper.as_str())
-        || SECRET_WORDS.iter().any(|w| upper.contains(w))
+    let contains = |word: &str| {
+        name.as_bytes()
+            .windows(word.len())
+            .any(|part| part.eq_ignore_ascii_case(word.as_bytes()))
+    };
+    PROVIDER_VARS
+        .iter()
+        .chain(AGENT_VARS)
+        .any(|var| var.eq_ignore_ascii_case(name))
+        || SECRET_WORDS.iter().any(|word| contains(word))
 }
 
 /// Whether commands are confined.
@@ -130,7 +136,7 @@ impl Launch {
 
     /// The whole environment a command gets, `extra` last: corral's own without its secrets
     /// (or the names an `env = [...]` list gives, with `PATH` and `HOME`), then the sandbox's
-    /// variables (the proxy's address).
+    /// variables (the proxy's address). One value per name, the last one given.
     pub fn environment(&self, extra: &[(&str, &str)]) -> Vec<(OsString, OsString)> {
         let mut env: Vec<(OsString, OsString)> = match &self.env {
             CommandEnv::Inherit => std::env::vars_os()
@@ -139,30 +145,36 @@ impl Launch {
                         .is_none_or(|name| !is_secret(name) || self.keep.iter().any(|k| k == name))
                 })
                 .collect(),
-            CommandEnv::Only(names) => names
-                .iter()
-                .map(String::as_str)
-                .chain(["PATH", "HOME"])
-                .filter_map(|name| Some((OsString::from(name), std::env::var_os(name)?)))
-                .collect(),
+            CommandEnv::Only(names) => {
+                let mut only: Vec<(OsString, OsString)> = Vec::new();
+                for name in names.iter().map(String::as_str).chain(["PATH", "HOME"]) {
+                    if let Some(value) = std::env::var_os(name)
+                        && !only.iter().any(|(seen, _)| seen == name)
+                    {
+                        only.push((name.into(), value));
+                    }
+                }
+                only
+            }
         };
-        if let Sandboxing::On(confinement) = &self.sandbox {
-            env.extend(confinement.env().iter().map(|(k, v)| (k.into(), v.into())));
+        // What goes on top, the last value of each name; an inherited variable it names is
+        // left out. (Built per command: a few names, compared in place, no hashing.)
+        let mut top: Vec<(OsString, OsString)> = Vec::new();
+        let given = match &self.sandbox {
+            Sandboxing::On(confinement) => confinement.env(),
+            _ => &[],
+        };
+        for (name, value) in given
+            .iter()
+            .map(|(k, v)| (k.as_str(), v.as_str()))
+            .chain(extra.iter().copied())
+        {
+            top.retain(|(seen, _)| seen != name);
+            top.push((name.into(), value.into()));
         }
-        env.extend(
-            extra
-                .iter()
-                .map(|(k, v)| (OsString::from(k), OsString::from(v))),
-        );
-        // One value per name, the last one given.
-        let mut seen = std::collections::HashSet::new();
-        let mut unique: Vec<(OsString, OsString)> = env
-            .into_iter()
-            .rev()
-            .filter(|(name, _)| seen.insert(name.clone()))
-            .collect();
-        unique.reverse();
-        unique
+        env.retain(|(name, _)| !top.iter().any(|(over, _)| over == name));
+        env.extend(top);
+        env
     }
 
     /// Starts `sh -c command` in `cwd` as this launch says, in a process group of its own,
@@ -312,6 +324,30 @@ fn readable(fd: BorrowedFd<'_>) -> io::Result<bool> {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    /// A name given on top replaces the inherited one, the last of two values wins, and a
+    /// name an `env` list repeats (`PATH`) comes once.
+    #[test]
+    fn one_value_per_name_the_last_one_given() {
+        let launch = Launch {
+            env: CommandEnv::Only(vec!["PATH".into()]),
+            ..Launch::unconfined()
+        };
+        let env = launch.environment(&[("PATH", "/given"), ("A", "1"), ("A", "2")]);
+        let values = |name: &str| -> Vec<&OsString> {
+            env.iter()
+                .filter(|(n, _)| n == name)
+                .map(|(_, v)| v)
+                .collect()
+        };
+        assert_eq!(values("PATH"), [&OsString::from("/given")]);
+        assert_eq!(values("A"), [&OsString::from("2")]);
+        assert!(values("HOME").len() <= 1);
+        assert_eq!(
+            env.last().map(|(n, _)| n.as_os_str()),
+            Some(OsStr::new("A"))
+        );
+    }
 
     #[test]
     fn secrets_are_named_by_their_words() {

@@ -81,6 +81,21 @@ pub fn descendants(root: i32, procs: &[ProcStat]) -> Vec<i32> {
     found
 }
 
+/// The children of thread `tid` of process `pid` (`/proc/PID/task/TID/children`: those it
+/// forked, and the orphans re-parented to it), or `None` where the kernel does not list them.
+pub fn children(pid: i32, tid: i32) -> Option<Vec<i32>> {
+    let text = std::fs::read_to_string(format!("/proc/{pid}/task/{tid}/children")).ok()?;
+    text.split_whitespace().map(|p| p.parse().ok()).collect()
+}
+
+/// Whether thread `tid` of process `pid` is running (exists, and is neither a zombie nor dead).
+pub fn thread_alive(pid: i32, tid: i32) -> bool {
+    std::fs::read_to_string(format!("/proc/{pid}/task/{tid}/stat"))
+        .ok()
+        .and_then(|text| parse(&text))
+        .is_some_and(|stat| !matches!(stat.state, 'Z' | 'X' | 'x'))
+}
+
 /// The value of the environment variable `name` that process `pid` started with, if its
 /// environment can be read (this user's processes) and holds it.
 pub fn environ_var(pid: i32, name: &str) -> Option<String> {
@@ -133,5 +148,26 @@ mod tests {
         assert_eq!(stat(me).map(|s| s.start_ticks), Some(mine.start_ticks));
         assert!(all().iter().any(|p| p.pid == me));
         assert!(boot_id().is_some_and(|id| !id.is_empty()));
+    }
+
+    /// A child shows among the children of the thread that spawned it, and not once reaped;
+    /// that thread is alive.
+    #[cfg(target_os = "linux")]
+    #[test]
+    fn lists_the_children_of_a_thread() {
+        let me = std::process::id() as i32;
+        // SAFETY: gettid has no preconditions.
+        let tid = unsafe { libc::gettid() };
+        let mut child = std::process::Command::new("sleep")
+            .arg("5")
+            .spawn()
+            .expect("spawn sleep");
+        let pid = child.id() as i32;
+        let listed = children(me, tid);
+        let _ = child.kill();
+        let _ = child.wait();
+        assert!(listed.expect("children listed").contains(&pid));
+        assert!(!children(me, tid).unwrap_or_default().contains(&pid));
+        assert!(thread_alive(me, tid));
     }
 }

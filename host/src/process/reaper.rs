@@ -30,7 +30,7 @@
 use std::collections::{HashMap, HashSet};
 use std::io;
 use std::sync::atomic::{AtomicBool, Ordering};
-use std::sync::{Arc, Mutex, MutexGuard, PoisonError};
+use std::sync::{Arc, Mutex, MutexGuard, PoisonError, RwLock};
 use std::time::{Duration, Instant};
 
 use super::group::kill_group;
@@ -151,7 +151,18 @@ static EXITS_DONE: std::sync::Condvar = std::sync::Condvar::new();
 /// look at `/proc` (the first to come does it for all who queued meanwhile): 200 commands
 /// ending together cost a few scans, not 200 scans that each read every other command's
 /// environment.
+///
+/// When corral adopts orphans, a look at one file comes first: everything a command started
+/// that outlives its shell is re-parented to corral's main thread (the kernel gives an orphan
+/// to the first live thread of the nearest subreaper), so if that thread has no child but
+/// live shells and processes older than this shell ([`nothing_adopted`]), nothing of this
+/// command is left and `/proc` is not scanned at all.
 pub(super) fn end_exited(shell: Shell) {
+    // No group kill either: a process left in the group would be such an orphan, and the
+    // shell's pid, reaped, may already name another command's group.
+    if adopting() && nothing_adopted(shell.start) {
+        return;
+    }
     let lock = || EXITS.lock().unwrap_or_else(PoisonError::into_inner);
     let mut exits = lock();
     let mine = exits.next;
@@ -178,6 +189,34 @@ pub(super) fn end_exited(shell: Shell) {
             .wait(exits)
             .unwrap_or_else(PoisonError::into_inner);
     }
+}
+
+/// Whether nothing that started since `since` (clock ticks since boot) was re-parented to
+/// corral, and no orphan waits to be reaped: every child of corral's main thread (where orphans
+/// go once corral is a subreaper) is a live shell, or a live process older than `since` (it
+/// cannot descend from a shell started then; a zygote of the shell sandbox, re-parented to the
+/// main thread when the task thread that started it ended, is one). `false` whenever that
+/// cannot be told (no `/proc/PID/task/TID/children` in this kernel, the main thread is gone
+/// and orphans go to another one, a child's start cannot be read).
+fn nothing_adopted(since: u64) -> bool {
+    let me = std::process::id() as i32;
+    let Some(children) = procfs::children(me, me) else {
+        return false;
+    };
+    // A main thread that has exited (the others run on) is no longer where orphans go.
+    if !procfs::thread_alive(me, me) {
+        return false;
+    }
+    let others: Vec<i32> = {
+        let shells = shells();
+        children
+            .into_iter()
+            .filter(|pid| !shells.as_ref().is_some_and(|s| s.contains_key(pid)))
+            .collect()
+    };
+    others
+        .into_iter()
+        .all(|pid| procfs::stat(pid).is_some_and(|p| !p.is_zombie() && p.start_ticks < since))
 }
 
 /// SIGKILL to everything the `batch` shells left ([`kill_carriers`]), then to their groups.
@@ -305,14 +344,20 @@ impl Registration {
 }
 
 /// The shells corral started and has not reaped, by pid (= pgid), one registration each (a pid
-/// reused between one shell's reaping and its unregistering has two, and stays live). Locked
-/// across a spawn, so a sweep never takes a shell just forked for one of its leftovers.
+/// reused between one shell's reaping and its unregistering has two, and stays live).
 type Shells = HashMap<i32, Vec<Registration>>;
 static SHELLS: Mutex<Option<Shells>> = Mutex::new(None);
 
 fn shells() -> MutexGuard<'static, Option<Shells>> {
     SHELLS.lock().unwrap_or_else(PoisonError::into_inner)
 }
+
+/// Held shared from a shell's spawn until it is registered, and exclusively by a sweep: a sweep
+/// never takes a shell just forked (a child of corral's that no registration names yet) for one
+/// of its leftovers, and spawns still run side by side. (A single lock across the spawn, as
+/// before, made commands started at once `posix_spawn` one after another: `posix_spawn`
+/// returns only once the child has `exec`ed.)
+static SPAWNING: RwLock<()> = RwLock::new(());
 
 /// Makes this process a child subreaper (`PR_SET_CHILD_SUBREAPER`): orphans of the commands it
 /// runs are re-parented to it, [`sweep`] reaps them and [`kill_all_groups`] ends them all at
@@ -354,7 +399,7 @@ pub(super) fn spawn_registered(
     token: String,
     journal: Option<Arc<Journal>>,
 ) -> io::Result<(Started, Shell)> {
-    let mut shells = shells();
+    let _spawning = SPAWNING.read().unwrap_or_else(PoisonError::into_inner);
     let child = spawn()?;
     let pid = i32::try_from(child.id()).map_err(io::Error::other)?;
     let namespace = match child.namespace_pidfd() {
@@ -367,7 +412,7 @@ pub(super) fn spawn_registered(
         token,
         namespace,
     };
-    shells
+    shells()
         .get_or_insert_with(HashMap::new)
         .entry(pid)
         .or_default()
@@ -427,6 +472,7 @@ fn sweep_children(which: Sweep, mut first: Option<Vec<ProcStat>>) -> usize {
     let mut killed = 0;
     loop {
         let (doomed, zombies) = {
+            let _no_spawns = SPAWNING.write().unwrap_or_else(PoisonError::into_inner);
             let shells = shells();
             let live: HashSet<&str> = shells
                 .iter()

@@ -26,7 +26,10 @@ use std::sync::{Mutex, PoisonError};
 use std::time::{Duration, Instant};
 
 use super::Plan;
-use super::zygote::{self, MAX_MESSAGE_BYTES, READY, Request, SOCKET_FD, ZYGOTE_ARG};
+use super::zygote::{
+    self, IN_MEMFD, INLINE, INLINE_REQUEST_BYTES, MAX_MESSAGE_BYTES, READY, Request, SOCKET_FD,
+    ZYGOTE_ARG,
+};
 
 /// How long a new zygote may take to confine itself (namespaces, mounts, rules) and say so.
 pub const READY_DEADLINE: Duration = Duration::from_secs(10);
@@ -49,27 +52,33 @@ pub struct Spawned {
 struct Fingerprint(Vec<Option<(u64, u64, i64, i64)>>);
 
 impl Fingerprint {
-    fn take(plan: &Plan, landlock_only: bool) -> Self {
+    /// Both fingerprints from one look at the disk: as a zygote with a mount namespace sees it
+    /// (the watched paths), and as a Landlock-only one does (those and the workspace itself).
+    fn take_both(plan: &Plan) -> (Self, Self) {
         let mut paths = plan.watched();
-        if landlock_only {
-            paths.push(plan.workspace.clone());
-        }
-        Self(
-            paths
-                .iter()
-                .map(|p| {
-                    let meta = std::fs::symlink_metadata(p).ok()?;
+        paths.push(plan.workspace.clone());
+        let mut mounts = Vec::with_capacity(paths.len());
+        let mut landlock_only = Vec::with_capacity(paths.len());
+        for (i, p) in paths.iter().enumerate() {
+            let meta = std::fs::symlink_metadata(p).ok();
+            let entry = |with_times: bool| {
+                meta.as_ref().map(|meta| {
                     // A folder's modification time changes with its entries: watched only
                     // for the workspace, the Landlock-only way.
-                    let (secs, nanos) = if landlock_only && p == &plan.workspace {
+                    let (secs, nanos) = if with_times && p == &plan.workspace {
                         (meta.mtime(), meta.mtime_nsec())
                     } else {
                         (0, 0)
                     };
-                    Some((meta.dev(), meta.ino(), secs, nanos))
+                    (meta.dev(), meta.ino(), secs, nanos)
                 })
-                .collect(),
-        )
+            };
+            if i + 1 < paths.len() {
+                mounts.push(entry(false));
+            }
+            landlock_only.push(entry(true));
+        }
+        (Self(mounts), Self(landlock_only))
     }
 }
 
@@ -152,24 +161,38 @@ impl Spawner {
                 .collect(),
         }
         .encode()?;
-        let memfd = rustix::fs::memfd_create("corral-command", rustix::fs::MemfdFlags::CLOEXEC)?;
-        std::fs::File::from(memfd.try_clone()?).write_all(&request)?;
+        let (message, memfd) = if request.len() <= INLINE_REQUEST_BYTES {
+            ([&[INLINE][..], &request].concat(), None)
+        } else {
+            let memfd =
+                rustix::fs::memfd_create("corral-command", rustix::fs::MemfdFlags::CLOEXEC)?;
+            std::fs::File::from(memfd.try_clone()?).write_all(&request)?;
+            (vec![IN_MEMFD], Some(memfd))
+        };
         let (status, status_tx) = io::pipe()?;
+        // Taken before the zygote is chosen, so the few `lstat`s do not hold its slot.
+        let now = Fingerprint::take_both(&self.plan);
         let mut slot = self.free_slot();
         let mut last_error = None;
         for _ in 0..2 {
             let fresh = slot.as_ref().is_some_and(|z| {
-                Fingerprint::take(&self.plan, z.0.landlock_only) == z.0.fingerprint
+                let current = if z.0.landlock_only { &now.1 } else { &now.0 };
+                *current == z.0.fingerprint
             });
             if !fresh {
                 // The old one (if any) is killed on drop.
                 *slot = None;
-                *slot = Some(ZygoteSlot(self.start()?));
+                *slot = Some(ZygoteSlot(self.start(now.clone())?));
             }
             let Some(ZygoteSlot(zygote)) = slot.as_ref() else {
                 unreachable!("a zygote was just put in the slot")
             };
-            match exchange(zygote, memfd.as_fd(), output, status_tx.as_fd()) {
+            let fds: Vec<BorrowedFd<'_>> = memfd
+                .iter()
+                .map(AsFd::as_fd)
+                .chain([output, status_tx.as_fd()])
+                .collect();
+            match exchange(zygote, &message, &fds) {
                 Ok(Reply::Started {
                     pid,
                     pidfd,
@@ -214,13 +237,10 @@ impl Spawner {
     }
 
     /// Starts a zygote and waits until it is confined (or says why it cannot be).
-    fn start(&self) -> io::Result<Zygote> {
-        // The fingerprint is taken before the plan is read from the disk: a change between the
-        // two makes the next command start a new zygote, never one that misses it.
-        let before = (
-            Fingerprint::take(&self.plan, false),
-            Fingerprint::take(&self.plan, true),
-        );
+    /// `before` is the disk's fingerprint taken before this call: the plan is read from the
+    /// disk after it, so a change between the two makes the next command start a new zygote,
+    /// never one that misses it.
+    fn start(&self, before: (Fingerprint, Fingerprint)) -> io::Result<Zygote> {
         let plan = serde_json::to_string(&self.plan.refreshed()).map_err(io::Error::other)?;
         let (ours, theirs) = rustix::net::socketpair(
             rustix::net::AddressFamily::UNIX,
@@ -295,13 +315,8 @@ enum Reply {
 }
 
 /// One request and its reply. An `Err` means the zygote is broken (gone, silent, garbled).
-fn exchange(
-    zygote: &Zygote,
-    request: BorrowedFd<'_>,
-    output: BorrowedFd<'_>,
-    status: BorrowedFd<'_>,
-) -> io::Result<Reply> {
-    zygote::send(zygote.socket.as_fd(), b"s", &[request, output, status])?;
+fn exchange(zygote: &Zygote, message: &[u8], fds: &[BorrowedFd<'_>]) -> io::Result<Reply> {
+    zygote::send(zygote.socket.as_fd(), message, fds)?;
     let mut buf = [0u8; MAX_MESSAGE_BYTES];
     let (len, mut fds) = receive_by(&zygote.socket, &mut buf, Instant::now() + REPLY_DEADLINE)?;
     let message = &buf[..len];

@@ -8,10 +8,11 @@
 //!
 //! **Protocol** (over the `SOCK_SEQPACKET` socket corral gives as descriptor [`SOCKET_FD`]):
 //! the zygote first sends one message, [`READY`] or `error: REASON`. Then, per command, corral
-//! sends a one-byte message carrying three descriptors: a memfd with the [`Request`], the pipe
-//! the output goes to, and a pipe the exit status goes to. The zygote answers with the pid
+//! sends one message: [`INLINE`] and the [`Request`], carrying two descriptors (the pipe the
+//! output goes to, a pipe the exit status goes to), or, for a request larger than
+//! [`INLINE_REQUEST_BYTES`], [`IN_MEMFD`] alone, carrying a memfd with the request first. The zygote answers with the pid
 //! (4 bytes, native order) and a pidfd for it, or `error: REASON`. An empty read (corral
-//! closed its end, or died: the zygote also has a parent-death signal) ends the zygote.
+//! closed its end, or died) ends the zygote.
 //!
 //! **Each command** is a small init process ([`mini_init`]) in a PID namespace of its own
 //! (when the zygote may make one: it is root, or in the user namespace it made): it leads the
@@ -54,8 +55,17 @@ pub const LANDLOCK_ONLY: &[u8] = b" landlock-only";
 pub const MAX_REQUEST_BYTES: u64 = 8 << 20;
 /// The largest message either side reads on the socket (a reply, the ready message).
 pub const MAX_MESSAGE_BYTES: usize = 4096;
-/// Descriptors a request carries: the request, the output pipe, the status pipe.
+/// Descriptors a request carries at most: the request (when it is not inline), the output
+/// pipe, the status pipe.
 const REQUEST_FDS: usize = 3;
+/// The largest [`Request`] sent inline, in the message itself (`i` then the request; a larger
+/// one goes in a memfd, `s`): most are a few KiB of environment, and a memfd made, written,
+/// measured and read per command was a third of corral's side of the exchange. Far below the
+/// socket's send buffer.
+pub const INLINE_REQUEST_BYTES: usize = 64 * 1024;
+/// The first byte of a request message: the request follows inline, or is in a memfd.
+pub const INLINE: u8 = b'i';
+pub const IN_MEMFD: u8 = b's';
 
 /// One command for the zygote: where it runs, its `argv` and its whole environment. Written by
 /// corral into a memfd as NUL-terminated fields: the working folder, the number of arguments,
@@ -117,6 +127,8 @@ impl Request {
 /// of what it denies.
 pub struct Prepared {
     ruleset: Option<::landlock::RulesetCreated>,
+    /// `/dev/null`, opened once, every command's stdin.
+    null: OwnedFd,
     isolation: mounts::Isolation,
     pid_namespace: bool,
 }
@@ -134,10 +146,15 @@ impl Prepared {
         let ruleset = landlock::ruleset(plan, isolation).map_err(|e| format!("Landlock: {e}"))?;
         let filter = seccomp::program(plan.network, isolation == mounts::Isolation::Mounts)
             .map_err(|e| format!("seccomp: {e}"))?;
+        capabilities::drop_bounding_set().map_err(|e| format!("dropping the bounding set: {e}"))?;
         // Last: it also sets no_new_privs, and denies the mount calls step 1 used.
         seccompiler::apply_filter(&filter).map_err(|e| format!("seccomp: {e}"))?;
+        let null = std::fs::File::open("/dev/null")
+            .map_err(|e| format!("/dev/null: {e}"))?
+            .into();
         Ok(Self {
             ruleset: Some(ruleset),
+            null,
             isolation,
             // Making a PID namespace takes CAP_SYS_ADMIN where the zygote is: as root, or in
             // the user namespace it made.
@@ -165,13 +182,10 @@ pub fn serve(plan: &str) -> String {
         let _ = send(socket.as_fd(), format!("error: {reason}").as_bytes(), &[]);
         reason
     };
-    // SAFETY: prctl with integer arguments; getppid has no preconditions.
-    unsafe {
-        libc::prctl(libc::PR_SET_PDEATHSIG, libc::SIGKILL, 0, 0, 0);
-        if libc::getppid() == 1 {
-            return "corral is gone".into();
-        }
-    }
+    // No parent-death signal: it fires when the *thread* that started the zygote ends, which
+    // is any of corral's task threads (the zygote died with the first command's thread, and
+    // every command after had to start a new one). corral's end closes its end of the
+    // socket (close-on-exec, held by no other process), which ends the zygote at its next read.
     // A descriptor opened before the confinement keeps the rights it was opened with (a folder
     // of the real, writable mount): none but the standard ones and the socket may stay.
     // SAFETY: close_range takes plain integers.
@@ -193,13 +207,31 @@ pub fn serve(plan: &str) -> String {
     if let Err(e) = send(socket.as_fd(), &ready, &[]) {
         return format!("telling corral the zygote is ready: {e}");
     }
+    // An ignored signal stays ignored across `exec`: none of what corral's own parent ignored
+    // (SIGHUP under `nohup`) reaches the commands, and the shell resets only the few the
+    // zygote and the init ignore themselves ([`SHELL_RESETS`]). SIGPIPE stays ignored here, as
+    // Rust's runtime set it.
+    // SAFETY: queries and sets signal dispositions of this single-threaded process.
+    unsafe {
+        for signal in 1..=libc::SIGRTMAX() {
+            let mut current: libc::sigaction = std::mem::zeroed();
+            if signal != libc::SIGPIPE
+                && libc::sigaction(signal, std::ptr::null(), &mut current) == 0
+                && current.sa_sigaction == libc::SIG_IGN
+            {
+                libc::signal(signal, libc::SIG_DFL);
+            }
+        }
+    }
     // Children are reaped by the kernel: corral learns their ends from the status pipe.
     // SAFETY: setting a signal's disposition to SIG_IGN.
     unsafe {
         libc::signal(libc::SIGCHLD, libc::SIG_IGN);
     }
+    // One more byte than the largest inline request: a message that fills it was cut.
+    let mut message = vec![0u8; 1 + INLINE_REQUEST_BYTES + 1];
     loop {
-        let (len, fds) = match receive(socket.as_fd(), &mut [0u8; 1], REQUEST_FDS) {
+        let (len, fds) = match receive(socket.as_fd(), &mut message, REQUEST_FDS) {
             Ok(received) => received,
             Err(e) if e.kind() == io::ErrorKind::Interrupted => continue,
             Err(e) => return format!("reading a request: {e}"),
@@ -207,7 +239,7 @@ pub fn serve(plan: &str) -> String {
         if len == 0 && fds.is_empty() {
             std::process::exit(0);
         }
-        let reply = match start(&mut prepared, fds) {
+        let reply = match start(&mut prepared, &message[..len], fds) {
             Ok((pid, pidfd)) => {
                 let mut reply = pid.to_ne_bytes().to_vec();
                 reply.push(u8::from(prepared.pid_namespace));
@@ -222,22 +254,43 @@ pub fn serve(plan: &str) -> String {
 }
 
 /// Starts one command from a request's descriptors; returns its pid and a pidfd for it.
-fn start(prepared: &mut Prepared, fds: Vec<OwnedFd>) -> Result<(i32, OwnedFd), String> {
-    let [request, output, status]: [OwnedFd; REQUEST_FDS] = fds
+fn start(
+    prepared: &mut Prepared,
+    message: &[u8],
+    mut fds: Vec<OwnedFd>,
+) -> Result<(i32, OwnedFd), String> {
+    let count = |fds: &[OwnedFd], want: usize| match fds.len() == want {
+        true => Ok(()),
+        false => Err(format!("{} descriptors instead of {want}", fds.len())),
+    };
+    let request = match message.split_first() {
+        Some((&INLINE, inline)) => {
+            count(&fds, 2)?;
+            if inline.len() > INLINE_REQUEST_BYTES {
+                return Err("the inline request was cut".into());
+            }
+            Request::decode(inline)?
+        }
+        Some((&IN_MEMFD, [])) => {
+            count(&fds, 3)?;
+            let request = File::from(fds.remove(0));
+            let size = request.metadata().map_err(|e| e.to_string())?.len();
+            if size > MAX_REQUEST_BYTES {
+                return Err(format!(
+                    "the request is {size} bytes, more than {MAX_REQUEST_BYTES}"
+                ));
+            }
+            let mut bytes = vec![0u8; size as usize];
+            request
+                .read_exact_at(&mut bytes, 0)
+                .map_err(|e| e.to_string())?;
+            Request::decode(&bytes)?
+        }
+        _ => return Err("the request message does not parse".into()),
+    };
+    let [output, status]: [OwnedFd; 2] = fds
         .try_into()
-        .map_err(|fds: Vec<OwnedFd>| format!("{} descriptors instead of 3", fds.len()))?;
-    let request = File::from(request);
-    let size = request.metadata().map_err(|e| e.to_string())?.len();
-    if size > MAX_REQUEST_BYTES {
-        return Err(format!(
-            "the request is {size} bytes, more than {MAX_REQUEST_BYTES}"
-        ));
-    }
-    let mut bytes = vec![0u8; size as usize];
-    request
-        .read_exact_at(&mut bytes, 0)
-        .map_err(|e| e.to_string())?;
-    let request = Request::decode(&bytes)?;
+        .map_err(|_| "the descriptors do not parse".to_string())?;
     let cstrings = |fields: &[Vec<u8>]| -> Result<Vec<CString>, String> {
         fields
             .iter()
@@ -327,9 +380,7 @@ fn mini_init(
             libc::signal(signal, libc::SIG_IGN);
         }
         libc::setpgid(0, 0);
-        let null = libc::open(c"/dev/null".as_ptr(), libc::O_RDONLY);
-        if null < 0
-            || libc::dup2(null, 0) < 0
+        if libc::dup2(prepared.null.as_raw_fd(), 0) < 0
             || libc::dup2(output.as_raw_fd(), 1) < 0
             || libc::dup2(output.as_raw_fd(), 2) < 0
             || libc::dup2(status.as_raw_fd(), 3) < 0
@@ -353,30 +404,44 @@ fn mini_init(
     argv_ptrs.push(std::ptr::null());
     let mut env_ptrs: Vec<*const libc::c_char> = env.iter().map(|e| e.as_ptr()).collect();
     env_ptrs.push(std::ptr::null());
-    // SAFETY: single-threaded fork; the child only resets signals and execs (or writes and
-    // exits); the pointer arrays are NUL-terminated and outlive the call.
-    let shell = unsafe { libc::fork() };
+    let mut exec = Exec {
+        argv: argv_ptrs.as_ptr(),
+        env: env_ptrs.as_ptr(),
+        errno: 0,
+    };
+    // The shell is a vfork-style clone: it shares the init's memory until it `exec`s and the
+    // init waits until then, so no second copy of the zygote's memory is made and torn down
+    // again by the `exec` (`fork` here was a third of the zygote's time per command).
+    // Not zeroed, never read as data: only the child's stack.
+    let mut stack: Vec<u8> = Vec::with_capacity(SHELL_STACK_BYTES);
+    // SAFETY: the stack is ours and outlives the child's use of it (CLONE_VFORK: this call
+    // returns once the child has exec'd or exited); the top is 16-byte aligned as the ABI
+    // wants; `exec` outlives the call too, and the child only writes its `errno`.
+    let shell = unsafe {
+        let top = stack.as_mut_ptr().add(SHELL_STACK_BYTES) as usize & !15;
+        libc::clone(
+            exec_shell,
+            top as *mut libc::c_void,
+            libc::CLONE_VM | libc::CLONE_VFORK | libc::SIGCHLD,
+            (&mut exec as *mut Exec).cast(),
+        )
+    };
     if shell < 0 {
-        die(&format!("fork: {}", io::Error::last_os_error()));
+        die(&format!("clone: {}", io::Error::last_os_error()));
     }
-    if shell == 0 {
-        // SAFETY: see above.
+    // SAFETY: the child is gone from this memory; a volatile read, since it wrote behind the
+    // compiler's back.
+    let errno = unsafe { std::ptr::read_volatile(&exec.errno) };
+    if errno != 0 {
+        // The shell could not start: say why, as a shell would; its exit (127) is the status.
+        let message = format!(
+            "corral: {}: {}\n",
+            argv[0].to_string_lossy(),
+            io::Error::from_raw_os_error(errno)
+        );
+        // SAFETY: writes a buffer to the output.
         unsafe {
-            // An ignored signal stays ignored across exec: the init's, and the zygote's own
-            // (SIGPIPE, which Rust's runtime ignores), go back to their defaults.
-            for signal in 1..=libc::SIGRTMAX() {
-                if signal != libc::SIGKILL && signal != libc::SIGSTOP {
-                    libc::signal(signal, libc::SIG_DFL);
-                }
-            }
-            libc::execve(argv_ptrs[0], argv_ptrs.as_ptr(), env_ptrs.as_ptr());
-            let message = format!(
-                "corral: {}: {}\n",
-                argv[0].to_string_lossy(),
-                io::Error::last_os_error()
-            );
             libc::write(2, message.as_ptr().cast(), message.len());
-            libc::_exit(127);
         }
     }
     loop {
@@ -394,6 +459,46 @@ fn mini_init(
             // SAFETY: ends the process.
             unsafe { libc::_exit(0) }
         }
+    }
+}
+
+/// The stack the shell runs on between its clone and its `exec` (it only resets a few signals).
+const SHELL_STACK_BYTES: usize = 64 * 1024;
+
+/// The signals whose disposition the shell resets before its `exec`: the ones ignored in the
+/// init ([`INIT_IGNORES`], and SIGPIPE, which Rust's runtime ignores; the zygote let no other
+/// ignored one through, see [`serve`]), since an ignored signal stays ignored across `exec`;
+/// and the ones Rust's runtime handles, so no handler of the init's runs on the shell's stack.
+const SHELL_RESETS: [libc::c_int; 7] = [
+    libc::SIGTERM,
+    libc::SIGINT,
+    libc::SIGHUP,
+    libc::SIGQUIT,
+    libc::SIGPIPE,
+    libc::SIGSEGV,
+    libc::SIGBUS,
+];
+
+/// What the shell's clone needs: NUL-terminated `argv` and `env` pointer arrays, and where it
+/// leaves the `errno` of an `exec` that failed (its memory is the init's).
+struct Exec {
+    argv: *const *const libc::c_char,
+    env: *const *const libc::c_char,
+    errno: libc::c_int,
+}
+
+/// The shell's side of the clone: signals back to their defaults, then `exec`. Only raw calls:
+/// it runs in the init's memory, on its own small stack, while the init waits.
+extern "C" fn exec_shell(exec: *mut libc::c_void) -> libc::c_int {
+    // SAFETY: `exec` points to the init's `Exec`, alive until this process execs or exits.
+    unsafe {
+        let exec = &mut *exec.cast::<Exec>();
+        for signal in SHELL_RESETS {
+            libc::signal(signal, libc::SIG_DFL);
+        }
+        libc::execve(*exec.argv, exec.argv, exec.env);
+        exec.errno = *libc::__errno_location();
+        libc::_exit(127)
     }
 }
 
