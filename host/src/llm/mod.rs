@@ -9,6 +9,7 @@
 mod anthropic;
 pub mod cache;
 mod error;
+mod fixed;
 mod http;
 pub mod models;
 mod openai;
