@@ -13,6 +13,9 @@
 //!
 //! The plugins are built from source first (`cargo build` in `plugins/`, quick when up to date).
 
+#[path = "support/busy.rs"]
+mod busy;
+
 use std::path::{Path, PathBuf};
 use std::process::Command;
 use std::sync::Arc;
@@ -191,16 +194,7 @@ fn echo_call(plugins: &Path) -> Result<()> {
         })
     };
     for loaded in [false, true] {
-        let stop = Arc::new(std::sync::atomic::AtomicBool::new(false));
-        let spinner = loaded.then(|| {
-            let stop = stop.clone();
-            std::thread::spawn(move || {
-                let mut x = 0u64;
-                while !stop.load(std::sync::atomic::Ordering::Relaxed) {
-                    x = std::hint::black_box(x.wrapping_add(1));
-                }
-            })
-        });
+        let busy = loaded.then(busy::Busy::start);
         let (mut f, mut t) = (Vec::new(), Vec::new());
         for i in 0..(WARMUP + CALLS) {
             // Interleave the two so machine noise hits them alike.
@@ -210,16 +204,16 @@ fn echo_call(plugins: &Path) -> Result<()> {
                 t.push(z);
             }
         }
-        stop.store(true, std::sync::atomic::Ordering::Relaxed);
-        if let Some(spinner) = spinner {
-            let _ = spinner.join();
-        }
+        drop(busy);
         let (fm, f10, f90) = stats(f);
         let (tm, t10, t90) = stats(t);
         let when = if loaded {
-            "one core busy"
+            format!(
+                "one core busy (a spin loop pinned to core {})",
+                busy::busy_core()
+            )
         } else {
-            "machine otherwise idle"
+            "machine otherwise idle".to_string()
         };
         println!("echo call, {when} ({CALLS} calls each, interleaved; median [p10, p90])");
         println!(
@@ -350,11 +344,13 @@ fn main() -> Result<()> {
         .collect();
     let want = |name: &str| selected.is_empty() || selected.iter().any(|s| s == name);
     let plugins = build_plugins()?;
+    println!("load average at start: {}", busy::loadavg());
     if want("echo_call") {
         echo_call(&plugins)?;
     }
     if want("startup") {
         startup(&plugins)?;
     }
+    println!("load average at the end: {}", busy::loadavg());
     Ok(())
 }
