@@ -321,7 +321,57 @@ fn startup(plugins: &Path) -> Result<()> {
         }
         Ok(elapsed)
     };
+    // To the first request: `corral run` from its spawn until a request reaches a listener,
+    // with no plugin at all and with the 20 plugins (warm).
+    let empty = tempfile::tempdir()?;
+    let to_first = |plugin_dir: Option<&Path>| -> Result<Duration> {
+        let listener = std::net::TcpListener::bind("127.0.0.1:0")?;
+        let mut cmd = Command::new(bin);
+        cmd.args(["run", "--max-retries", "0", "--workspace"])
+            .arg(empty.path())
+            .env("XDG_CACHE_HOME", xdg.path())
+            .env("XDG_CONFIG_HOME", xdg.path())
+            .env("HOME", xdg.path())
+            .env("ANTHROPIC_API_KEY", "bench")
+            .env(
+                "ANTHROPIC_BASE_URL",
+                format!("http://{}", listener.local_addr()?),
+            )
+            .stdout(std::process::Stdio::null())
+            .stderr(std::process::Stdio::null());
+        if let Some(dir) = plugin_dir {
+            cmd.arg("--plugins").arg(dir);
+        }
+        cmd.arg("hi");
+        let started = Instant::now();
+        let mut child = cmd.spawn()?;
+        let (mut conn, _) = listener.accept()?;
+        let mut buf = [0u8; 1];
+        std::io::Read::read_exact(&mut conn, &mut buf)?;
+        let elapsed = started.elapsed();
+        drop(conn);
+        let _ = child.kill();
+        let _ = child.wait();
+        Ok(elapsed)
+    };
     let first = run()?;
+    for (what, plugin_dir) in [
+        ("no plugins", None),
+        ("20 cached plugins (--plugins)", Some(dir.as_path())),
+    ] {
+        to_first(plugin_dir)?;
+        let mut runs = Vec::new();
+        for _ in 0..15 {
+            runs.push(to_first(plugin_dir)?);
+        }
+        let (median, low, high) = stats(runs);
+        println!(
+            "  `corral run`, spawn to the first request, {what}: median {} [p10 {}, p90 {}] over 15 runs",
+            ms(median),
+            ms(low),
+            ms(high)
+        );
+    }
     let mut warm_runs = Vec::new();
     for _ in 0..9 {
         warm_runs.push(run()?);
