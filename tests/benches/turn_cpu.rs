@@ -149,6 +149,8 @@ fn session(program: Program) -> Session {
         }
     };
     cmd.stdout(Stdio::null()).stderr(Stdio::null());
+    // Reaped by the wait4 below, which gives its rusage as `Child::wait` cannot.
+    #[allow(clippy::zombie_processes)]
     let child = cmd.spawn().expect("spawn");
     let pid = child.id();
     sampler.pid.store(pid, Ordering::SeqCst);
