@@ -6,12 +6,18 @@
 //!    `PluginTool::call` as the agent calls it, on the caller's task) against the floor: bare
 //!    wasmtime with the same engine settings, `InstancePre::instantiate_async` plus the async call
 //!    of the same component, the store dropped inside the clock as corral's is. Both with the
-//!    machine otherwise idle and with a busy loop on the other core.
+//!    machine otherwise idle and with a busy loop pinned to the other core. A third series, the
+//!    same floor on an engine whose pool keeps nothing resident between instances, measures
+//!    what `linear_memory_keep_resident` / `table_keep_resident` bring.
 //! 2. **Start-up with 20 plugins.** Loading 20 distinct components (4 plugins × 5 variants, each
 //!    variant made distinct by a custom section, so each has its own cache key), cold (empty
-//!    compile cache) and warm (cached); and the whole `corral plugins` command, warm.
+//!    compile cache) and warm (cached); the whole `corral plugins` command, warm; and
+//!    `corral run` from its spawn to its first request, with no plugin and with the 20.
 //!
 //! The plugins are built from source first (`cargo build` in `plugins/`, quick when up to date).
+
+#[path = "support/busy.rs"]
+mod busy;
 
 use std::path::{Path, PathBuf};
 use std::process::Command;
@@ -137,49 +143,13 @@ fn echo_call(plugins: &Path) -> Result<()> {
     // The floor: the same component, engine settings and WASI imports (async, as corral's),
     // bare; its clock stops after the store is dropped, as corral's does.
     let bytes = std::fs::read(plugins.join("misbehave.wasm"))?;
-    let component = wasmtime::component::Component::new(&runtime.engine, &bytes)
-        .map_err(|e| anyhow::anyhow!("{e}"))?;
-    let mut linker = wasmtime::component::Linker::<FloorState>::new(&runtime.engine);
-    wasmtime_wasi::p2::add_to_linker_async(&mut linker).map_err(|e| anyhow::anyhow!("{e}"))?;
-    wasmtime_wasi_http::p2::add_only_http_to_linker_async(&mut linker)
-        .map_err(|e| anyhow::anyhow!("{e}"))?;
-    floor::Plugin::add_to_linker::<_, wasmtime::component::HasSelf<_>>(&mut linker, |s| s)
-        .map_err(|e| anyhow::anyhow!("{e}"))?;
-    let pre = floor::PluginPre::new(
-        linker
-            .instantiate_pre(&component)
-            .map_err(|e| anyhow::anyhow!("{e}"))?,
-    )
-    .map_err(|e| anyhow::anyhow!("{e}"))?;
-    let floor_call = || -> Result<Duration> {
-        rt.block_on(async {
-            let started = Instant::now();
-            let mut store = wasmtime::Store::new(
-                &runtime.engine,
-                FloorState {
-                    wasi: wasmtime_wasi::WasiCtx::builder().build(),
-                    table: wasmtime::component::ResourceTable::new(),
-                    http: wasmtime_wasi_http::WasiHttpCtx::new(),
-                    hooks: NoHooks,
-                },
-            );
-            store.set_epoch_deadline(1_000_000);
-            let instance = pre
-                .instantiate_async(&mut store)
-                .await
-                .map_err(|e| anyhow::anyhow!("{e}"))?;
-            let out = instance
-                .corral_plugin_tools()
-                .call_call(&mut store, "echo", &input_text)
-                .await
-                .map_err(|e| anyhow::anyhow!("{e}"))?;
-            drop(store);
-            let elapsed = started.elapsed();
-            if out.is_err() {
-                bail!("floor echo failed");
-            }
-            Ok(elapsed)
-        })
+    let pre = floor_pre(&runtime.engine, &bytes)?;
+    // Item 4 of issue 12, measured: the same floor on an engine whose pool does not keep
+    // memory and tables resident between instances (corral's engine before it did).
+    let unkept = unkept_engine()?;
+    let unkept_pre = floor_pre(&unkept, &bytes)?;
+    let floor_on = |engine: &wasmtime::Engine, pre: &floor::PluginPre<FloorState>| {
+        rt.block_on(floor_call(engine, pre, &input_text))
     };
     let tool_call = || -> Result<Duration> {
         rt.block_on(async {
@@ -191,35 +161,30 @@ fn echo_call(plugins: &Path) -> Result<()> {
         })
     };
     for loaded in [false, true] {
-        let stop = Arc::new(std::sync::atomic::AtomicBool::new(false));
-        let spinner = loaded.then(|| {
-            let stop = stop.clone();
-            std::thread::spawn(move || {
-                let mut x = 0u64;
-                while !stop.load(std::sync::atomic::Ordering::Relaxed) {
-                    x = std::hint::black_box(x.wrapping_add(1));
-                }
-            })
-        });
-        let (mut f, mut t) = (Vec::new(), Vec::new());
+        let busy = loaded.then(busy::Busy::start);
+        let (mut f, mut t, mut u) = (Vec::new(), Vec::new(), Vec::new());
         for i in 0..(WARMUP + CALLS) {
-            // Interleave the two so machine noise hits them alike.
-            let (x, z) = (floor_call()?, tool_call()?);
+            // Interleave the three so machine noise hits them alike.
+            let x = floor_on(&runtime.engine, &pre)?;
+            let z = tool_call()?;
+            let y = floor_on(&unkept, &unkept_pre)?;
             if i >= WARMUP {
                 f.push(x);
                 t.push(z);
+                u.push(y);
             }
         }
-        stop.store(true, std::sync::atomic::Ordering::Relaxed);
-        if let Some(spinner) = spinner {
-            let _ = spinner.join();
-        }
+        let (um, u10, u90) = stats(u);
+        drop(busy);
         let (fm, f10, f90) = stats(f);
         let (tm, t10, t90) = stats(t);
         let when = if loaded {
-            "one core busy"
+            format!(
+                "one core busy (a spin loop pinned to core {})",
+                busy::busy_core()
+            )
         } else {
-            "machine otherwise idle"
+            "machine otherwise idle".to_string()
         };
         println!("echo call, {when} ({CALLS} calls each, interleaved; median [p10, p90])");
         println!(
@@ -235,8 +200,83 @@ fn echo_call(plugins: &Path) -> Result<()> {
             us(t90),
             tm.as_secs_f64() / fm.as_secs_f64()
         );
+        println!(
+            "  (floor on an engine without keep_resident: {} [{}, {}]; corral's floor / it {:.2})",
+            us(um),
+            us(u10),
+            us(u90),
+            fm.as_secs_f64() / um.as_secs_f64()
+        );
     }
     Ok(())
+}
+
+/// The floor's component on `engine`, linked as corral links it (WASI, wasi:http, the host).
+fn floor_pre(engine: &wasmtime::Engine, bytes: &[u8]) -> Result<floor::PluginPre<FloorState>> {
+    let component =
+        wasmtime::component::Component::new(engine, bytes).map_err(|e| anyhow::anyhow!("{e}"))?;
+    let mut linker = wasmtime::component::Linker::<FloorState>::new(engine);
+    wasmtime_wasi::p2::add_to_linker_async(&mut linker).map_err(|e| anyhow::anyhow!("{e}"))?;
+    wasmtime_wasi_http::p2::add_only_http_to_linker_async(&mut linker)
+        .map_err(|e| anyhow::anyhow!("{e}"))?;
+    floor::Plugin::add_to_linker::<_, wasmtime::component::HasSelf<_>>(&mut linker, |s| s)
+        .map_err(|e| anyhow::anyhow!("{e}"))?;
+    floor::PluginPre::new(
+        linker
+            .instantiate_pre(&component)
+            .map_err(|e| anyhow::anyhow!("{e}"))?,
+    )
+    .map_err(|e| anyhow::anyhow!("{e}"))
+}
+
+/// One bare call: a fresh store with an empty WASI context, instantiate, call, drop the store,
+/// all inside the clock (as corral's path times it).
+async fn floor_call(
+    engine: &wasmtime::Engine,
+    pre: &floor::PluginPre<FloorState>,
+    input: &str,
+) -> Result<Duration> {
+    let started = Instant::now();
+    let mut store = wasmtime::Store::new(
+        engine,
+        FloorState {
+            wasi: wasmtime_wasi::WasiCtx::builder().build(),
+            table: wasmtime::component::ResourceTable::new(),
+            http: wasmtime_wasi_http::WasiHttpCtx::new(),
+            hooks: NoHooks,
+        },
+    );
+    store.set_epoch_deadline(1_000_000);
+    let instance = pre
+        .instantiate_async(&mut store)
+        .await
+        .map_err(|e| anyhow::anyhow!("{e}"))?;
+    let out = instance
+        .corral_plugin_tools()
+        .call_call(&mut store, "echo", input)
+        .await
+        .map_err(|e| anyhow::anyhow!("{e}"))?;
+    drop(store);
+    let elapsed = started.elapsed();
+    if out.is_err() {
+        bail!("floor echo failed");
+    }
+    Ok(elapsed)
+}
+
+/// corral's engine settings as they were before item 4 of issue 12: the same pool, nothing
+/// kept resident between instances (the numbers are `plugins/engine.rs`'s).
+fn unkept_engine() -> Result<wasmtime::Engine> {
+    let mut config = wasmtime::Config::new();
+    config.epoch_interruption(true);
+    config.max_wasm_stack(512 * 1024);
+    let mut pool = wasmtime::PoolingAllocationConfig::default();
+    pool.total_component_instances(64)
+        .total_memories(64)
+        .total_tables(64)
+        .max_memory_size(1024 * 1024 * 1024);
+    config.allocation_strategy(wasmtime::InstanceAllocationStrategy::Pooling(pool));
+    wasmtime::Engine::new(&config).map_err(|e| anyhow::anyhow!("{e}"))
 }
 
 /// Appends a custom section to a component, making its bytes (and cache key) distinct.
@@ -327,7 +367,57 @@ fn startup(plugins: &Path) -> Result<()> {
         }
         Ok(elapsed)
     };
+    // To the first request: `corral run` from its spawn until a request reaches a listener,
+    // with no plugin at all and with the 20 plugins (warm).
+    let empty = tempfile::tempdir()?;
+    let to_first = |plugin_dir: Option<&Path>| -> Result<Duration> {
+        let listener = std::net::TcpListener::bind("127.0.0.1:0")?;
+        let mut cmd = Command::new(bin);
+        cmd.args(["run", "--max-retries", "0", "--workspace"])
+            .arg(empty.path())
+            .env("XDG_CACHE_HOME", xdg.path())
+            .env("XDG_CONFIG_HOME", xdg.path())
+            .env("HOME", xdg.path())
+            .env("ANTHROPIC_API_KEY", "bench")
+            .env(
+                "ANTHROPIC_BASE_URL",
+                format!("http://{}", listener.local_addr()?),
+            )
+            .stdout(std::process::Stdio::null())
+            .stderr(std::process::Stdio::null());
+        if let Some(dir) = plugin_dir {
+            cmd.arg("--plugins").arg(dir);
+        }
+        cmd.arg("hi");
+        let started = Instant::now();
+        let mut child = cmd.spawn()?;
+        let (mut conn, _) = listener.accept()?;
+        let mut buf = [0u8; 1];
+        std::io::Read::read_exact(&mut conn, &mut buf)?;
+        let elapsed = started.elapsed();
+        drop(conn);
+        let _ = child.kill();
+        let _ = child.wait();
+        Ok(elapsed)
+    };
     let first = run()?;
+    for (what, plugin_dir) in [
+        ("no plugins", None),
+        ("20 cached plugins (--plugins)", Some(dir.as_path())),
+    ] {
+        to_first(plugin_dir)?;
+        let mut runs = Vec::new();
+        for _ in 0..15 {
+            runs.push(to_first(plugin_dir)?);
+        }
+        let (median, low, high) = stats(runs);
+        println!(
+            "  `corral run`, spawn to the first request, {what}: median {} [p10 {}, p90 {}] over 15 runs",
+            ms(median),
+            ms(low),
+            ms(high)
+        );
+    }
     let mut warm_runs = Vec::new();
     for _ in 0..9 {
         warm_runs.push(run()?);
@@ -350,11 +440,13 @@ fn main() -> Result<()> {
         .collect();
     let want = |name: &str| selected.is_empty() || selected.iter().any(|s| s == name);
     let plugins = build_plugins()?;
+    println!("load average at start: {}", busy::loadavg());
     if want("echo_call") {
         echo_call(&plugins)?;
     }
     if want("startup") {
         startup(&plugins)?;
     }
+    println!("load average at the end: {}", busy::loadavg());
     Ok(())
 }

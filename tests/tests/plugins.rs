@@ -366,3 +366,39 @@ fn plugin_folders_disabled_plugins_and_clashes() {
         "{errors:?}"
     );
 }
+
+/// A plugin file rewritten in place (same path, same inode) is read again at the next start:
+/// its stamp changed, so the component and the hash are the new file's, never those recorded
+/// for the old one; an unchanged file comes from the cache with the hash first recorded.
+#[test]
+fn a_plugin_rewritten_in_place_is_read_again() {
+    let corral = Corral::new();
+    let dir = corral.install(&[]);
+    let file = dir.join("tool.wasm");
+    std::fs::write(
+        &file,
+        std::fs::read(corral_tests::plugins::built("grep")).unwrap(),
+    )
+    .unwrap();
+    let list = |corral: &Corral| -> Value {
+        let out = corral.run(None, &["plugins", "--json"]);
+        out.assert_code(0);
+        let listed: Value = serde_json::from_str(out.stdout.trim()).unwrap();
+        listed["plugins"][0].clone()
+    };
+    let first = list(&corral);
+    assert_eq!(first["manifest"]["name"], "grep", "{first}");
+    assert_eq!(first["source"], "compiled");
+    let again = list(&corral);
+    assert_eq!(again["source"], "cached", "{again}");
+    assert_eq!(again["sha256"], first["sha256"]);
+    std::fs::write(
+        &file,
+        std::fs::read(corral_tests::plugins::built("jq")).unwrap(),
+    )
+    .unwrap();
+    let rewritten = list(&corral);
+    assert_eq!(rewritten["manifest"]["name"], "jq", "{rewritten}");
+    assert_ne!(rewritten["sha256"], first["sha256"]);
+    assert!(rewritten["sha256"].as_str().is_some_and(|s| s.len() == 64));
+}

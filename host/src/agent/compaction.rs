@@ -92,8 +92,32 @@ pub struct Plan {
 /// The bytes of a request as the estimate counts them: the system prompt, the tools and the
 /// messages, as JSON.
 pub fn request_bytes(system: &str, tools: &[ToolSpec], messages: &[Message]) -> u64 {
-    let len = |json: serde_json::Result<Vec<u8>>| json.map_or(0, |v| v.len());
-    (system.len() + len(serde_json::to_vec(tools)) + len(serde_json::to_vec(messages))) as u64
+    fixed_bytes(system, tools) + json_len(messages)
+}
+
+/// The bytes of the system prompt and the tools as the estimate counts them: the part of
+/// [`request_bytes`] that is the same on every call.
+pub fn fixed_bytes(system: &str, tools: &[ToolSpec]) -> u64 {
+    system.len() as u64 + json_len(tools)
+}
+
+/// The length of `value` as JSON, counted without building it.
+pub fn json_len(value: &(impl serde::Serialize + ?Sized)) -> u64 {
+    struct Count(u64);
+    impl std::io::Write for Count {
+        fn write(&mut self, buf: &[u8]) -> std::io::Result<usize> {
+            self.0 += buf.len() as u64;
+            Ok(buf.len())
+        }
+        fn flush(&mut self) -> std::io::Result<()> {
+            Ok(())
+        }
+    }
+    let mut count = Count(0);
+    match serde_json::to_writer(&mut count, value) {
+        Ok(()) => count.0,
+        Err(_) => 0,
+    }
 }
 
 /// The estimate of a request of `bytes` in tokens: `last` is what the previous call reported
@@ -412,10 +436,14 @@ impl super::Agent {
         answer_tokens(max_tokens, self.estimated_tokens(), window)
     }
 
+    /// [`request_bytes`] of the next request, from the sizes the history keeps.
+    pub(super) fn request_bytes(&self) -> u64 {
+        fixed_bytes(&self.system, &self.specs) + self.history.json_bytes()
+    }
+
     /// The estimated size of the next request, in tokens (see the module doc).
     pub fn estimated_tokens(&self) -> u64 {
-        let bytes = request_bytes(&self.system, &self.specs, self.history.messages());
-        estimate(bytes, self.last_sent)
+        estimate(self.request_bytes(), self.last_sent)
     }
 
     /// Compacts the conversation now (`/compact` in chat): the model summarises the older

@@ -18,6 +18,9 @@ use crate::llm::{ContentBlock, Message, Role};
 #[derive(Debug, Clone, Default)]
 pub struct History {
     messages: Vec<Message>,
+    /// The JSON size of each message, kept as the messages change (each change sizes only the
+    /// messages it touched), so the size of the whole history costs no serialisation per turn.
+    sizes: Vec<u64>,
     /// Where each user turn still in the history began, oldest first.
     turns: Vec<Mark>,
 }
@@ -77,6 +80,24 @@ impl History {
         self.messages.last()
     }
 
+    /// The length of the messages serialised as one JSON array (what
+    /// `serde_json::to_vec(self.messages())` would make), without serialising them.
+    pub fn json_bytes(&self) -> u64 {
+        let separators = self.sizes.len().saturating_sub(1) as u64;
+        2 + separators + self.sizes.iter().sum::<u64>()
+    }
+
+    /// Sizes the messages from `first` on again (those before it did not change).
+    fn resize_from(&mut self, first: usize) {
+        self.sizes.truncate(first.min(self.sizes.len()));
+        let from = self.sizes.len();
+        self.sizes.extend(
+            self.messages[from..]
+                .iter()
+                .map(crate::agent::compaction::json_len),
+        );
+    }
+
     /// Where the next content added will be.
     pub fn end(&self) -> Mark {
         Mark {
@@ -127,6 +148,7 @@ impl History {
         match self.messages.last_mut() {
             Some(last) if last.role == Role::User => {
                 last.content.extend(blocks.iter().cloned());
+                self.resize_from(self.messages.len() - 1);
                 Change::Append(blocks)
             }
             _ => {
@@ -135,6 +157,7 @@ impl History {
                     content: blocks,
                 };
                 self.messages.push(message.clone());
+                self.resize_from(self.messages.len() - 1);
                 Change::Push(message)
             }
         }
@@ -153,12 +176,24 @@ impl History {
             content,
         };
         self.messages.push(message.clone());
+        self.resize_from(self.messages.len() - 1);
         Some(Change::Push(message))
     }
 
     /// Replays a change read from a session file, under the same depth rule as
     /// [`add_assistant`](Self::add_assistant).
     pub fn apply(&mut self, change: Change) {
+        // Every change touches the last message at most, except a compaction.
+        let first = match &change {
+            Change::Compact(_) => 0,
+            Change::Truncate { to } => to.message,
+            _ => self.messages.len().saturating_sub(1),
+        };
+        self.apply_unsized(change);
+        self.resize_from(first);
+    }
+
+    fn apply_unsized(&mut self, change: Change) {
         match change {
             Change::Push(mut message) => {
                 bound_inputs(&mut message.content);
@@ -363,6 +398,33 @@ mod tests {
             content: "ok".into(),
             is_error: false,
         }
+    }
+
+    /// The size the history keeps is the size of its JSON after every kind of change: a new
+    /// message, blocks appended, a turn taken back inside a message, a compaction.
+    #[test]
+    fn the_kept_size_is_the_json_size() {
+        let real = |h: &History| serde_json::to_vec(h.messages()).expect("JSON").len() as u64;
+        let mut h = History::new();
+        assert_eq!(h.json_bytes(), real(&h));
+        h.begin_turn();
+        h.add_user(vec![ContentBlock::text("go \"quoted\"")]);
+        h.add_assistant(vec![tool_use("1")]);
+        h.add_user(vec![result("1")]);
+        assert_eq!(h.json_bytes(), real(&h));
+        h.begin_turn();
+        h.add_user(vec![ContentBlock::text("more")]);
+        assert_eq!(h.json_bytes(), real(&h));
+        let turn = h.last_turn().expect("a turn");
+        h.truncate(turn);
+        assert_eq!(h.json_bytes(), real(&h));
+        h.add_assistant(vec![ContentBlock::text("done")]);
+        h.compact(Compaction {
+            keep_from: 2,
+            summary: "summary".into(),
+            replaced: Vec::new(),
+        });
+        assert_eq!(h.json_bytes(), real(&h));
     }
 
     #[test]

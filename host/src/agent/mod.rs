@@ -433,7 +433,7 @@ impl Agent {
                 error: error.brief(),
             })
         };
-        let bytes = compaction::request_bytes(&self.system, &self.specs, self.history.messages());
+        let bytes = self.request_bytes();
         let response = llm::call(
             self.provider.as_ref(),
             &self.config.retry,

@@ -20,6 +20,11 @@ pub async fn load(
     extra: &[PathBuf],
     display: &Display,
 ) -> WorkspacePlugins {
+    // No plugin file, no engine: building the pooling engine and tearing it down is most of a
+    // start without plugins.
+    if !plugins::any_plugin(&plugins::plugin_dirs(workspace, policy, extra)) {
+        return WorkspacePlugins::default();
+    }
     let slots = policy
         .max_concurrent
         .unwrap_or(corral::plugins::DEFAULT_MAX_CONCURRENT);

@@ -1,14 +1,17 @@
 //! The Anthropic Messages API: `POST {base}/v1/messages`, plain JSON or server-sent events.
 
+use std::sync::Arc;
+use std::sync::atomic::{AtomicUsize, Ordering};
 use std::time::Duration;
 
 use serde_json::{Value, json};
 
+use super::fixed::FixedPart;
 use super::http::{Endpoint, emit_whole};
 use super::models::{self, ThinkingSupport};
 use super::{
     BoxFuture, ContentBlock, Delta, DeltaSink, LlmError, Provider, Request, Response, StopReason,
-    Thinking, Usage,
+    Thinking, ToolSpec, Usage,
 };
 
 const PROVIDER: &str = "anthropic";
@@ -62,7 +65,14 @@ impl AnthropicConfig {
 pub struct Anthropic {
     config: AnthropicConfig,
     endpoint: Endpoint,
+    /// The tools and system prompt, serialised once ([`super::fixed`]).
+    fixed: Arc<FixedPart>,
+    /// The size of the last body sent: the next one's buffer starts there.
+    last_body: Arc<AtomicUsize>,
 }
+
+/// Room for a turn's growth beyond the last body's size in a new body's first buffer.
+const BODY_HEADROOM: usize = 64 * 1024;
 
 impl Anthropic {
     /// Builds the provider; fails only when the HTTP client cannot be built.
@@ -73,7 +83,12 @@ impl Anthropic {
         let base = base.strip_suffix("/v1").unwrap_or(base);
         let url = format!("{base}/v1/messages");
         let endpoint = Endpoint::new(PROVIDER, url, config.read_timeout)?;
-        Ok(Self { config, endpoint })
+        Ok(Self {
+            config,
+            endpoint,
+            fixed: Arc::default(),
+            last_body: Arc::default(),
+        })
     }
 
     async fn send_once(
@@ -84,12 +99,25 @@ impl Anthropic {
         if let Some(missing) = self.config.missing_key() {
             return Err(missing);
         }
-        let body = request_body(request, self.config.stream);
+        let fixed = self.fixed.get(
+            request.system,
+            request.tools,
+            u8::from(request.cache),
+            || fixed_part(request.system, request.tools, request.cache),
+        );
+        let capacity = self.last_body.load(Ordering::Relaxed);
+        let body = request_body(
+            request,
+            self.config.stream,
+            &fixed,
+            capacity + BODY_HEADROOM,
+        );
+        self.last_body.store(body.len(), Ordering::Relaxed);
         let headers = [
             ("x-api-key", self.config.api_key.as_str()),
             ("anthropic-version", API_VERSION),
         ];
-        let response = self.endpoint.post(&headers, &body).await?;
+        let response = self.endpoint.post(&headers, body).await?;
         if self.config.stream {
             read_stream(&self.endpoint, response, on_delta).await
         } else {
@@ -115,61 +143,118 @@ impl Provider for Anthropic {
     }
 }
 
-/// The JSON body of a Messages request.
+/// The JSON body of a Messages request, serialised straight from the borrowed history.
 ///
 /// The history goes as it is kept, thinking blocks and their signatures byte for byte, with two
 /// exceptions: a tool_use input that is not an object (a malformed call, kept as the raw string
 /// the model sent) goes as `{}`, which the API requires; and a thinking block without a
 /// signature (from an OpenAI-compatible server) is left out, since the API would refuse it.
 /// Thinking and effort are sent as the model takes them ([`thinking_param`]); with
-/// `request.cache`, the prompt cache's breakpoints are placed ([`super::cache`]).
-fn request_body(request: &Request<'_>, stream: bool) -> Value {
-    let messages: Vec<Value> = request
-        .messages
-        .iter()
-        .map(|message| {
-            let blocks: Vec<Value> = message
-                .content
-                .iter()
-                .filter(|b| !matches!(b, ContentBlock::Thinking { signature, .. } if signature.is_empty()))
-                .map(|block| {
-                    let mut value = serde_json::to_value(block).unwrap_or(Value::Null);
-                    if matches!(block, ContentBlock::ToolUse { input, .. } if !input.is_object()) {
-                        value["input"] = json!({});
-                    }
-                    value
-                })
-                .collect();
-            json!({"role": message.role, "content": blocks})
-        })
-        .collect();
-    let mut body = json!({
-        "model": request.model,
-        "max_tokens": request.max_tokens,
-        "messages": messages,
-    });
-    if !request.system.is_empty() {
-        body["system"] = json!(request.system);
-    }
-    if !request.tools.is_empty() {
-        body["tools"] = serde_json::to_value(request.tools).unwrap_or(Value::Null);
-    }
+/// `request.cache`, the prompt cache's breakpoints are placed ([`super::cache`]). `fixed` is the
+/// tools and system prompt already serialised ([`fixed_part`]), the same bytes every call.
+/// `capacity` is where the buffer starts (the last body's size and some: growing a large buffer
+/// by copies costs more than the writing).
+fn request_body(request: &Request<'_>, stream: bool, fixed: &str, capacity: usize) -> Vec<u8> {
+    let mut out = Vec::with_capacity(capacity.max(fixed.len() + 256));
+    out.extend_from_slice(b"{\"model\":");
+    write_json(&mut out, request.model);
+    out.extend_from_slice(b",\"max_tokens\":");
+    write_json(&mut out, &request.max_tokens);
     let model = models::lookup(request.model);
     if let Some(thinking) = thinking_param(model, request.thinking, request.max_tokens) {
-        body["thinking"] = thinking;
+        out.extend_from_slice(b",\"thinking\":");
+        write_json(&mut out, &thinking);
     }
     if let Some(effort) = request.effort
         && model.is_some_and(|m| m.thinking.takes_effort())
     {
-        body["output_config"] = json!({"effort": effort});
-    }
-    if request.cache {
-        super::cache::place_breakpoints(&mut body);
+        out.extend_from_slice(b",\"output_config\":{\"effort\":");
+        write_json(&mut out, &effort);
+        out.push(b'}');
     }
     if stream {
-        body["stream"] = json!(true);
+        out.extend_from_slice(b",\"stream\":true");
     }
-    body
+    out.extend_from_slice(fixed.as_bytes());
+    out.extend_from_slice(b",\"messages\":[");
+    let marked = if request.cache {
+        super::cache::marked_messages(request.messages)
+    } else {
+        [None, None]
+    };
+    for (i, message) in request.messages.iter().enumerate() {
+        if i > 0 {
+            out.push(b',');
+        }
+        out.extend_from_slice(b"{\"role\":");
+        write_json(&mut out, &message.role);
+        out.extend_from_slice(b",\"content\":[");
+        let mut first = true;
+        for block in &message.content {
+            if matches!(block, ContentBlock::Thinking { signature, .. } if signature.is_empty()) {
+                continue;
+            }
+            if !first {
+                out.push(b',');
+            }
+            first = false;
+            match block {
+                ContentBlock::ToolUse { id, name, input } if !input.is_object() => {
+                    write_json(
+                        &mut out,
+                        &json!({"type": "tool_use", "id": id, "name": name, "input": {}}),
+                    );
+                }
+                _ => write_json(&mut out, block),
+            }
+        }
+        if !first && marked.contains(&Some(i)) {
+            super::cache::mark_last_object(&mut out);
+        }
+        out.extend_from_slice(b"]}");
+    }
+    out.extend_from_slice(b"]}");
+    out
+}
+
+/// The tools and system prompt of a body, as `,"tools":[...],"system":...` (each left out
+/// when empty), with their cache breakpoints when `cache`: the tools' on the last tool, the
+/// system prompt as one marked text block. Written once per agent ([`super::fixed`]).
+fn fixed_part(system: &str, tools: &[ToolSpec], cache: bool) -> String {
+    let mut out = Vec::new();
+    if !tools.is_empty() {
+        out.extend_from_slice(b",\"tools\":[");
+        for (i, tool) in tools.iter().enumerate() {
+            if i > 0 {
+                out.push(b',');
+            }
+            write_json(&mut out, tool);
+        }
+        if cache {
+            super::cache::mark_last_object(&mut out);
+        }
+        out.push(b']');
+    }
+    if !system.is_empty() {
+        out.extend_from_slice(b",\"system\":");
+        if cache {
+            out.extend_from_slice(b"[{\"type\":\"text\",\"text\":");
+            write_json(&mut out, system);
+            out.push(b'}');
+            super::cache::mark_last_object(&mut out);
+            out.push(b']');
+        } else {
+            write_json(&mut out, system);
+        }
+    }
+    // Only strings and `serde_json` output went in: UTF-8.
+    String::from_utf8(out).unwrap_or_default()
+}
+
+/// Appends `value` as JSON. Our types and `serde_json` values cannot fail to serialise (no
+/// maps with non-string keys), and a `Vec` cannot fail to grow, so an error cannot happen.
+fn write_json(out: &mut Vec<u8>, value: &(impl serde::Serialize + ?Sized)) {
+    let _ = serde_json::to_writer(out, value);
 }
 
 /// The `thinking` field for `model` (`None`: one corral does not know), or `None` to send none.
@@ -584,6 +669,158 @@ fn index_of(value: &Value) -> Result<usize, LlmError> {
 #[cfg(test)]
 mod tests {
     use super::*;
+    use crate::llm::{Message, Role};
+
+    /// The body `request` is sent as, parsed back (with a fresh fixed part).
+    fn body_of(request: &Request<'_>, stream: bool) -> Value {
+        let fixed = fixed_part(request.system, request.tools, request.cache);
+        let bytes = request_body(request, stream, &fixed, 0);
+        serde_json::from_slice(&bytes).expect("the body is JSON")
+    }
+
+    fn marked(value: &Value) -> bool {
+        value.get("cache_control") == Some(&json!({"type": "ephemeral"}))
+    }
+
+    fn spec(name: &str) -> ToolSpec {
+        ToolSpec {
+            name: name.into(),
+            description: format!("tool {name}"),
+            input_schema: json!({"type": "object", "properties": {"x": {"type": "string"}}}),
+        }
+    }
+
+    fn tool_use(id: &str, input: Value) -> ContentBlock {
+        ContentBlock::ToolUse {
+            id: id.into(),
+            name: "a".into(),
+            input,
+        }
+    }
+
+    fn result(id: &str) -> ContentBlock {
+        ContentBlock::ToolResult {
+            tool_use_id: id.into(),
+            content: "out \"quoted\" }".into(),
+            is_error: false,
+        }
+    }
+
+    /// With caching, tools, system and the newest two user messages are marked, four in all,
+    /// assistant messages (where thinking is) never; a malformed tool input goes as `{}`.
+    #[test]
+    fn four_breakpoints_on_the_prefix_and_the_newest_turns() {
+        let tools = [spec("a"), spec("b")];
+        let assistant = |content| Message {
+            role: Role::Assistant,
+            content,
+        };
+        let history = [
+            Message::user_text("go"),
+            assistant(vec![
+                ContentBlock::Thinking {
+                    thinking: "t".into(),
+                    signature: "s".into(),
+                },
+                tool_use("1", json!({"x": "y"})),
+            ]),
+            Message {
+                role: Role::User,
+                content: vec![result("1")],
+            },
+            assistant(vec![tool_use("2", json!("not an object"))]),
+            Message {
+                role: Role::User,
+                content: vec![result("2"), ContentBlock::text("<background-results>")],
+            },
+        ];
+        let request = Request {
+            model: "claude-opus-5",
+            max_tokens: 100,
+            thinking: Thinking::Adaptive,
+            effort: None,
+            cache: true,
+            system: "You are corral.",
+            tools: &tools,
+            messages: &history,
+        };
+        let body = body_of(&request, true);
+        assert_eq!(body["model"], "claude-opus-5");
+        assert_eq!(body["max_tokens"], 100);
+        assert_eq!(body["stream"], true);
+        assert!(!marked(&body["tools"][0]) && marked(&body["tools"][1]));
+        assert_eq!(body["tools"][0]["input_schema"], tools[0].input_schema);
+        assert_eq!(body["system"][0]["text"], "You are corral.");
+        assert!(marked(&body["system"][0]));
+        let messages = body["messages"].as_array().expect("messages");
+        assert_eq!(messages.len(), 5);
+        assert!(!marked(&messages[0]["content"][0]));
+        assert!(marked(&messages[2]["content"][0]));
+        assert_eq!(messages[2]["content"][0]["content"], "out \"quoted\" }");
+        assert!(!marked(&messages[4]["content"][0]) && marked(&messages[4]["content"][1]));
+        assert_eq!(messages[3]["content"][0]["input"], json!({}));
+        assert_eq!(messages[1]["content"][1]["input"], json!({"x": "y"}));
+        let count = body.to_string().matches("cache_control").count();
+        assert_eq!(count, crate::llm::cache::MAX_BREAKPOINTS);
+        for assistant in [&messages[1], &messages[3]] {
+            assert!(
+                !assistant.to_string().contains("cache_control"),
+                "{assistant}"
+            );
+        }
+        let plain = body_of(
+            &Request {
+                cache: false,
+                ..request
+            },
+            false,
+        );
+        assert!(!plain.to_string().contains("cache_control"), "{plain}");
+        assert_eq!(plain["system"], "You are corral.");
+        assert!(plain.get("stream").is_none());
+    }
+
+    /// A later turn's body begins with the earlier one's bytes up to the newest messages: the
+    /// tools and system prompt are the same bytes (written once), the older messages too.
+    #[test]
+    fn a_later_body_begins_with_the_earlier_ones_bytes() {
+        let tools = [spec("a")];
+        let mut history = vec![Message::user_text("go")];
+        let provider = FixedPart::default();
+        let body_at = |history: &[Message]| {
+            let request = Request {
+                model: "m",
+                max_tokens: 10,
+                thinking: Thinking::Off,
+                effort: None,
+                cache: true,
+                system: "sys",
+                tools: &tools,
+                messages: history,
+            };
+            let fixed = provider.get("sys", &tools, 1, || fixed_part("sys", &tools, true));
+            String::from_utf8(request_body(&request, true, &fixed, 0)).expect("UTF-8")
+        };
+        let first = body_at(&history);
+        history.push(Message {
+            role: Role::Assistant,
+            content: vec![tool_use("1", json!({}))],
+        });
+        history.push(Message {
+            role: Role::User,
+            content: vec![result("1")],
+        });
+        let second = body_at(&history);
+        // Everything before the first message's breakpoint is shared.
+        let upto = first.find(r#","cache_control""#).expect("a mark");
+        let upto = first[upto + 1..]
+            .find(r#","cache_control""#)
+            .map_or(upto, |n| n + upto + 1);
+        let upto = first[upto + 1..]
+            .find(r#","cache_control""#)
+            .map_or(upto, |n| n + upto + 1);
+        assert_eq!(&first[..upto], &second[..upto]);
+    }
 
     fn feed(events: &[(&str, Value)]) -> Result<Option<Response>, LlmError> {
         let mut assembler = StreamAssembler::default();
@@ -763,7 +1000,7 @@ mod tests {
             tools: &[],
             messages: &history,
         };
-        let body = request_body(&request, false);
+        let body = body_of(&request, false);
         assert_eq!(body["messages"][1]["content"][0], thinking);
         assert_eq!(body["messages"][1]["content"][1], redacted);
     }
@@ -787,7 +1024,7 @@ mod tests {
             crate::llm::Message::user_text("more"),
         ];
         let body = |model: &str, thinking: Thinking, max_tokens: u32| {
-            request_body(
+            body_of(
                 &Request {
                     model,
                     max_tokens,

@@ -19,41 +19,39 @@
 //! arrive in a text block at the end of the newest user message, after everything cached
 //! before. Thinking blocks are never marked (the API refuses it); they sit in assistant
 //! messages, and only user messages are.
+//!
+//! The marks are written as the body is serialised from the borrowed history
+//! ([`mark_last_object`] on the block just written); the tools and the system prompt with
+//! theirs are serialised once per agent ([`super::fixed`]), so the cached prefix is the same
+//! bytes on every call.
 
-use serde_json::{Value, json};
+use super::{Message, Role};
 
 /// The most breakpoints one request may carry.
 pub const MAX_BREAKPOINTS: usize = 4;
 
-/// Places the breakpoints on a Messages request body whose `system` is still a string.
-pub(super) fn place_breakpoints(body: &mut Value) {
-    let mark = json!({"type": "ephemeral"});
-    if let Some(last) = body
-        .get_mut("tools")
-        .and_then(Value::as_array_mut)
-        .and_then(|tools| tools.last_mut())
-    {
-        last["cache_control"] = mark.clone();
-    }
-    if let Some(text) = body.get("system").and_then(Value::as_str) {
-        body["system"] = json!([{"type": "text", "text": text, "cache_control": mark}]);
-    }
-    let Some(messages) = body.get_mut("messages").and_then(Value::as_array_mut) else {
-        return;
-    };
-    let users = messages
-        .iter_mut()
+/// A breakpoint, as the member it adds to the object it marks.
+const MARK: &[u8] = br#","cache_control":{"type":"ephemeral"}"#;
+
+/// The messages whose last block carries a breakpoint (3 and 4 above): the newest two user
+/// messages, by index.
+pub(super) fn marked_messages(messages: &[Message]) -> [Option<usize>; 2] {
+    let mut users = messages
+        .iter()
+        .enumerate()
         .rev()
-        .filter(|m| m.get("role").and_then(Value::as_str) == Some("user"))
-        .take(2);
-    for message in users {
-        if let Some(block) = message
-            .get_mut("content")
-            .and_then(Value::as_array_mut)
-            .and_then(|blocks| blocks.last_mut())
-        {
-            block["cache_control"] = mark.clone();
-        }
+        .filter(|(_, m)| m.role == Role::User)
+        .map(|(i, _)| i);
+    [users.next(), users.next()]
+}
+
+/// Marks the JSON object that `out` ends with (just written, its closing `}` last): the mark
+/// goes in as its last member. Does nothing when `out` does not end with an object.
+pub(super) fn mark_last_object(out: &mut Vec<u8>) {
+    if out.last() == Some(&b'}') {
+        out.pop();
+        out.extend_from_slice(MARK);
+        out.push(b'}');
     }
 }
 
@@ -61,40 +59,21 @@ pub(super) fn place_breakpoints(body: &mut Value) {
 mod tests {
     use super::*;
 
-    fn marked(value: &Value) -> bool {
-        value.get("cache_control") == Some(&json!({"type": "ephemeral"}))
-    }
-
-    /// Tools, system, and the newest two user messages are marked; four in all; assistant
-    /// messages (where thinking is) never.
+    /// The newest two user messages are the marked ones, whatever lies between them.
     #[test]
-    fn four_breakpoints_on_the_prefix_and_the_newest_turns() {
-        let mut body = json!({
-            "system": "You are corral.",
-            "tools": [{"name": "a"}, {"name": "b"}],
-            "messages": [
-                {"role": "user", "content": [{"type": "text", "text": "go"}]},
-                {"role": "assistant", "content": [{"type": "thinking", "thinking": "t", "signature": "s"}, {"type": "tool_use", "id": "1"}]},
-                {"role": "user", "content": [{"type": "tool_result", "tool_use_id": "1"}]},
-                {"role": "assistant", "content": [{"type": "tool_use", "id": "2"}]},
-                {"role": "user", "content": [{"type": "tool_result", "tool_use_id": "2"}, {"type": "text", "text": "<background-results>"}]},
-            ]
-        });
-        place_breakpoints(&mut body);
-        assert!(!marked(&body["tools"][0]) && marked(&body["tools"][1]));
-        assert_eq!(body["system"][0]["text"], "You are corral.");
-        assert!(marked(&body["system"][0]));
-        let messages = body["messages"].as_array().expect("messages");
-        assert!(!marked(&messages[0]["content"][0]));
-        assert!(marked(&messages[2]["content"][0]));
-        assert!(!marked(&messages[4]["content"][0]) && marked(&messages[4]["content"][1]));
-        let count = body.to_string().matches("cache_control").count();
-        assert_eq!(count, MAX_BREAKPOINTS);
-        for assistant in [&messages[1], &messages[3]] {
-            assert!(
-                !assistant.to_string().contains("cache_control"),
-                "{assistant}"
-            );
-        }
+    fn the_newest_two_user_messages_are_marked() {
+        let user = || Message::user_text("u");
+        let assistant = || Message {
+            role: Role::Assistant,
+            content: vec![super::super::ContentBlock::text("a")],
+        };
+        let history = [user(), assistant(), user(), assistant(), user()];
+        assert_eq!(marked_messages(&history), [Some(4), Some(2)]);
+        assert_eq!(marked_messages(&history[..1]), [Some(0), None]);
+        let mut out = br#"{"type":"text","text":"}"}"#.to_vec();
+        mark_last_object(&mut out);
+        let value: serde_json::Value = serde_json::from_slice(&out).expect("JSON");
+        assert_eq!(value["cache_control"]["type"], "ephemeral");
+        assert_eq!(value["text"], "}");
     }
 }

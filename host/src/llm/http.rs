@@ -40,15 +40,19 @@ impl Endpoint {
         })
     }
 
-    /// POSTs `body` as JSON with `headers`. Returns the response when its status is a success;
+    /// POSTs `body`, JSON already serialised, with `headers`. Returns the response when its status is a success;
     /// an error status is [`LlmError::Api`] with the API's own message and its `retry-after`;
     /// no answer at all is [`LlmError::Transport`].
     pub(super) async fn post(
         &self,
         headers: &[(&str, &str)],
-        body: &Value,
+        body: Vec<u8>,
     ) -> Result<reqwest::Response, LlmError> {
-        let mut request = self.http.post(&self.url).json(body);
+        let mut request = self
+            .http
+            .post(&self.url)
+            .header(reqwest::header::CONTENT_TYPE, "application/json")
+            .body(body);
         for (name, value) in headers {
             request = request.header(*name, *value);
         }

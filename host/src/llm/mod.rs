@@ -1,6 +1,6 @@
 //! Talking to models: the provider-neutral conversation types, one file per wire protocol
 //! ([`Anthropic`] Messages, [`OpenAi`] Chat Completions), the HTTP plumbing they share, SSE
-//! framing, and retries.
+//! framing, retries, and the tools and system prompt serialised once per agent (`fixed.rs`).
 //!
 //! A [`Provider`] makes one attempt at one model call; [`call`] wraps it with the retry policy.
 //! The agent only ever sees [`Response`]s that are complete: a stream cut short is an error,
@@ -9,6 +9,7 @@
 mod anthropic;
 pub mod cache;
 mod error;
+mod fixed;
 mod http;
 pub mod models;
 mod openai;

@@ -123,7 +123,10 @@ impl OpenAi {
         } else {
             &[("authorization", bearer.as_str())]
         };
-        let response = self.endpoint.post(headers, &body).await?;
+        let response = self
+            .endpoint
+            .post(headers, serde_json::to_vec(&body).unwrap_or_default())
+            .await?;
         if self.config.stream {
             let mut assembler = StreamAssembler::default();
             let done = self

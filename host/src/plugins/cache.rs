@@ -1,5 +1,13 @@
 //! Compiled plugins, cached: each component is compiled once and stored as a precompiled
 //! artifact keyed by the component's hash, the wasmtime version and the engine's settings.
+//!
+//! Hashing a component means reading all of it (a millisecond for `jq`), at every start. So
+//! each file also gets a [`Stamp`]: what identifies its contents without reading them (its
+//! path, device, inode, size, modification and change times). The stamp's record, beside the
+//! artifacts, names the artifact and the SHA-256 found when the file was last read; while the
+//! file's stamp is the same, the file is not read again. Any write to the file changes its
+//! change time (`ctime`, which no user can set back), so a changed file is read, hashed and
+//! looked up by its contents again.
 
 use std::hash::{Hash, Hasher};
 use std::path::{Path, PathBuf};
@@ -21,6 +29,96 @@ pub enum Source {
 /// Where compiled plugins live: `$XDG_CACHE_HOME/corral/plugins` (or `~/.cache/...`).
 pub fn default_cache_dir() -> Option<PathBuf> {
     dirs::cache_dir().map(|d| d.join("corral").join("plugins"))
+}
+
+/// A plugin file's stamp in one cache folder (see the module doc).
+pub struct Stamp {
+    /// `stamps/<hash of the stamp>.json` in the cache folder.
+    record: PathBuf,
+    /// The stamp itself, kept in the record and compared on reading (a hash collision of two
+    /// stamps must not give one file the other's artifact).
+    stamp: String,
+}
+
+/// What a stamp's record holds.
+#[derive(serde::Serialize, serde::Deserialize)]
+struct StampRecord {
+    stamp: String,
+    /// The artifact's file stem (`<key>-wasmtime<N>`) in the cache folder.
+    artifact: String,
+    sha256: String,
+}
+
+impl Stamp {
+    /// The stamp of `file` for the cache in `dir`; fails when the file cannot be examined.
+    pub fn of(file: &Path, dir: &Path) -> std::io::Result<Self> {
+        use std::os::unix::fs::MetadataExt;
+        let meta = std::fs::metadata(file)?;
+        let path = std::fs::canonicalize(file)?;
+        let stamp = format!(
+            "{}\n{}:{}:{}:{}.{}:{}.{}",
+            path.display(),
+            meta.dev(),
+            meta.ino(),
+            meta.size(),
+            meta.mtime(),
+            meta.mtime_nsec(),
+            meta.ctime(),
+            meta.ctime_nsec()
+        );
+        let digest = Sha256::digest(stamp.as_bytes());
+        let name: String = digest.iter().take(16).map(|b| format!("{b:02x}")).collect();
+        Ok(Self {
+            record: dir.join("stamps").join(format!("{name}.json")),
+            stamp,
+        })
+    }
+
+    /// The compiled component and the SHA-256 recorded for this stamp, when the record is this
+    /// stamp's and its artifact loads; `None` otherwise (the file is then read as usual).
+    pub fn load(&self, engine: &Engine) -> Option<(Compiled, String)> {
+        let text = std::fs::read(&self.record).ok()?;
+        let record: StampRecord = serde_json::from_slice(&text).ok()?;
+        if record.stamp != self.stamp || record.artifact.contains(['/', '\\']) {
+            return None;
+        }
+        let dir = self.record.parent()?.parent()?;
+        let path = dir.join(format!("{}.cwasm", record.artifact));
+        // SAFETY: as in `load`: the artifact is corral's own, named by the key of its bytes,
+        // this wasmtime version and these engine settings.
+        let component = unsafe { Component::deserialize_file(engine, &path) }.ok()?;
+        Some((
+            Compiled {
+                component,
+                source: Source::Cached,
+                manifest_path: Some(dir.join(format!("{}.manifest.json", record.artifact))),
+                artifact: Some(record.artifact),
+            },
+            record.sha256,
+        ))
+    }
+
+    /// Records that this stamp's file is `compiled`, with `sha256`; a failure to write only
+    /// costs a read and a hash next time.
+    pub fn keep(&self, compiled: &Compiled, sha256: &str) {
+        let Some(artifact) = &compiled.artifact else {
+            return;
+        };
+        let record = StampRecord {
+            stamp: self.stamp.clone(),
+            artifact: artifact.clone(),
+            sha256: sha256.to_string(),
+        };
+        let written = self
+            .record
+            .parent()
+            .map_or(Ok(()), std::fs::create_dir_all)
+            .and_then(|()| serde_json::to_vec(&record).map_err(std::io::Error::other))
+            .and_then(|json| write_atomic(&self.record, &json));
+        if let Err(error) = written {
+            tracing::warn!(%error, path = %self.record.display(), "could not record the plugin's stamp");
+        }
+    }
 }
 
 /// The cache key of `bytes` for `engine`.
@@ -49,6 +147,9 @@ pub struct Compiled {
     pub source: Source,
     /// `<key>.manifest.json` beside the artifact; `None` without a cache.
     manifest_path: Option<PathBuf>,
+    /// The artifact's file stem in the cache folder; `None` without a cache, or when it could
+    /// not be stored.
+    artifact: Option<String>,
 }
 
 impl Compiled {
@@ -92,6 +193,7 @@ pub fn load(engine: &Engine, bytes: &[u8], cache_dir: Option<&Path>) -> wasmtime
             component: Component::new(engine, bytes)?,
             source: Source::Compiled,
             manifest_path: None,
+            artifact: None,
         });
     };
     let stem = format!("{}-wasmtime{}", key(engine, bytes), wasmtime_version());
@@ -106,6 +208,7 @@ pub fn load(engine: &Engine, bytes: &[u8], cache_dir: Option<&Path>) -> wasmtime
                     component,
                     source: Source::Cached,
                     manifest_path,
+                    artifact: Some(stem),
                 });
             }
             Err(error) => {
@@ -114,13 +217,18 @@ pub fn load(engine: &Engine, bytes: &[u8], cache_dir: Option<&Path>) -> wasmtime
         }
     }
     let component = Component::new(engine, bytes)?;
-    if let Err(error) = store(&component, dir, &path) {
-        tracing::warn!(%error, path = %path.display(), "could not cache the compiled plugin");
-    }
+    let artifact = match store(&component, dir, &path) {
+        Ok(()) => Some(stem),
+        Err(error) => {
+            tracing::warn!(%error, path = %path.display(), "could not cache the compiled plugin");
+            None
+        }
+    };
     Ok(Compiled {
         component,
         source: Source::Compiled,
         manifest_path,
+        artifact,
     })
 }
 

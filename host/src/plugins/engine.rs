@@ -20,6 +20,13 @@ pub const MAX_MEMORY: usize = 1024 * 1024 * 1024;
 /// Wasm stack per call.
 pub const MAX_WASM_STACK: usize = 512 * 1024;
 
+/// Bytes of a plugin's linear memory the pool keeps mapped (zeroed, not returned to the
+/// kernel) when its instance ends: every call is a fresh instance, so without it each call
+/// faults in the pages it touches again. At most this much per pool slot stays resident.
+pub const MEMORY_KEEP_RESIDENT: usize = 1024 * 1024;
+/// Bytes of a plugin's tables the pool keeps mapped when its instance ends (as above).
+pub const TABLE_KEEP_RESIDENT: usize = 64 * 1024;
+
 /// Plugin calls in flight at once, by default (`[plugins] max_concurrent` in corral.toml):
 /// each holds up to its memory limit and a pool slot, so the pool never runs dry.
 pub const DEFAULT_MAX_CONCURRENT: usize = 8;
@@ -107,7 +114,9 @@ fn config(pooling: bool) -> Config {
         pool.total_component_instances(64)
             .total_memories(64)
             .total_tables(64)
-            .max_memory_size(MAX_MEMORY);
+            .max_memory_size(MAX_MEMORY)
+            .linear_memory_keep_resident(MEMORY_KEEP_RESIDENT)
+            .table_keep_resident(TABLE_KEEP_RESIDENT);
         config.allocation_strategy(InstanceAllocationStrategy::Pooling(pool));
     }
     config

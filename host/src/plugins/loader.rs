@@ -102,6 +102,12 @@ fn wasm_files(dirs: &[PathBuf]) -> Vec<PathBuf> {
     files
 }
 
+/// Whether any folder of `dirs` holds a `*.wasm` file: without one there is nothing to load,
+/// and a caller need not build the engine ([`Runtime`]) at all.
+pub fn any_plugin(dirs: &[PathBuf]) -> bool {
+    !wasm_files(dirs).is_empty()
+}
+
 /// Loads every plugin of `dirs`, all at once. Plugins whose manifests give one name are all
 /// skipped, with one error naming every file. Names of `taken` tools (the built-ins) and of
 /// earlier plugins cannot be taken again: such a plugin is skipped with an error.
@@ -210,13 +216,24 @@ async fn load_one(
     );
     // Reading, hashing and (when not cached) compiling are CPU and disk work: off the executor.
     // The bytes are read once: hashed for approval and compiled, so the approved component is
-    // the one that runs.
+    // the one that runs. A file whose stamp (path, device, inode, size, mtime, ctime) is the
+    // one recorded beside its compiled artifact is not read at all: the artifact and the hash
+    // recorded with the stamp are its ([`cache::Stamp`]).
     let (compiled, sha256) = tokio::task::spawn_blocking(move || {
+        let stamp = cache
+            .as_deref()
+            .and_then(|dir| cache::Stamp::of(&path, dir).ok());
+        if let Some(hit) = stamp.as_ref().and_then(|s| s.load(&engine)) {
+            return Ok::<_, String>(hit);
+        }
         let bytes = read_capped(&path)?;
         let sha256 = crate::policy::sha256_hex(&bytes);
-        cache::load(&engine, &bytes, cache.as_deref())
-            .map(|compiled| (compiled, sha256))
-            .map_err(|e| format!("not a valid WebAssembly component: {}", first_line(&e)))
+        let compiled = cache::load(&engine, &bytes, cache.as_deref())
+            .map_err(|e| format!("not a valid WebAssembly component: {}", first_line(&e)))?;
+        if let Some(stamp) = stamp {
+            stamp.keep(&compiled, &sha256);
+        }
+        Ok((compiled, sha256))
     })
     .await
     .map_err(|e| format!("its loading thread failed: {e}"))??;

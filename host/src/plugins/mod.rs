@@ -22,7 +22,7 @@ mod workspace;
 
 pub use cache::{Source, default_cache_dir};
 pub use engine::{DEFAULT_MAX_CONCURRENT, Runtime};
-pub use loader::{LoadError, MAX_MANIFEST_TEXT, MAX_TOOLS, PluginSet, load_dirs};
+pub use loader::{LoadError, MAX_MANIFEST_TEXT, MAX_TOOLS, PluginSet, any_plugin, load_dirs};
 pub use output::sanitize;
 pub use plugin::{CallError, CallOutput, LoadedPlugin, MANIFEST_DEADLINE, Manifest, ToolInfo};
 pub use state::LOG_BYTES_PER_CALL;
