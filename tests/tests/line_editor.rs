@@ -264,3 +264,39 @@ fn ctrl_c_keys_at_the_prompt_leave_on_the_second_press() {
     out.assert_code(130);
     assert!(server.bodies().is_empty(), "{}", shown(&out));
 }
+
+/// Esc during a turn stops it, as Ctrl-C does: the streaming answer is dropped, the prompt
+/// comes back, and what was typed while the turn ran (not shown then) is on the new line, so
+/// the next prompt holds it and what was typed after.
+#[test]
+fn esc_stops_the_turn_and_typeahead_is_kept() {
+    use corral_tests::Reply;
+    let corral = Corral::new();
+    let server = ScriptedServer::start(vec![
+        Reply::Paced {
+            turn: Turn::text("Slowly, one word after another, for a long while."),
+            gap: Duration::from_millis(400),
+        },
+        Turn::text("Fine then.").into(),
+    ]);
+    let out = chat(
+        &corral,
+        &server,
+        &[
+            (PROMPT, "tell me slowly\r"),
+            ("one", "next th"),
+            ("word", "\x1b"),
+            ("stopped", "ing\r"),
+            ("Fine then.", "/exit\r"),
+        ],
+    );
+    out.assert_code(0);
+    server.assert_clean();
+    let bodies = server.bodies();
+    assert_eq!(bodies.len(), 2, "{}", shown(&out));
+    assert_eq!(last_prompt(&bodies[1]), "next thing", "{}", shown(&out));
+    assert!(
+        !bodies[1].to_string().contains("tell me slowly"),
+        "the stopped prompt is taken back out"
+    );
+}

@@ -123,17 +123,19 @@ pub async fn chat(args: AgentArgs) -> anyhow::Result<ExitCode> {
                 continue;
             }
         };
+        input.turn_started();
         let result = tokio::select! {
             result = agent.prompt(&prompt) => Some(result),
             signal = signals.next() => {
                 if signal != super::signals::INTERRUPTED {
+                    input.restore_terminal();
                     corral::process::kill_all_groups();
                     agent.shutdown();
                     display.finish();
                     super::signals::last_words(&format!("corral: {signal}; session {} kept", agent.session_id()));
                     return Ok(ExitCode::from(super::EXIT_INTERRUPTED));
                 }
-                // Ctrl-C stops the turn: the request and the tool calls were dropped with the
+                // Ctrl-C (or Esc, at a terminal) stops the turn: the request and the tool calls were dropped with the
                 // prompt's future (a command's group is ended), the calls get their answers.
                 None
             }

@@ -10,7 +10,10 @@
 //!   stops the turn as always. At the prompt, Ctrl-C comes back as [`Read::Interrupted`] and
 //!   Ctrl-D on an empty line as [`Read::End`]. A display line that comes in the instant Enter
 //!   is pressed (after the editor last looked, every [`PRINTER_POLL`]) is printed at the next
-//!   prompt: reedline keeps it, and gives no way to take it back.
+//!   prompt: reedline keeps it, and gives no way to take it back. While a turn runs, the
+//!   editor thread watches the keys instead ([`super::keys`]): Esc stops the turn, a line
+//!   typed with its Enter is the next prompt, and text typed without one is put on the next
+//!   prompt's line.
 //! - **Otherwise** (a pipe, a file, a script): plain lines read from stdin, no escape codes; a
 //!   line ending in `\` goes on on the next one there too.
 
@@ -73,6 +76,8 @@ struct EditorHandle {
     asked: AtomicBool,
     /// The editor is reading now (its prompt is on screen, the terminal in raw mode).
     reading: Arc<AtomicBool>,
+    /// The keys of a turn are watched now (the terminal without echo).
+    watching: Arc<AtomicBool>,
     printer: Printer,
     /// The terminal's settings before the editor first read, to put back if corral leaves while
     /// the editor reads.
@@ -80,6 +85,8 @@ struct EditorHandle {
 }
 
 enum Request {
+    /// A turn runs: watch for Esc and keep what is typed ([`super::keys`]).
+    Watch,
     /// The next chat line, with the chat prompt, kept in the history.
     Line,
     /// An answer to a question, not kept: the lines before its last are written once the
@@ -126,6 +133,14 @@ impl Input {
         read
     }
 
+    /// A turn begins: with the editor, Esc stops it from now on and what is typed is kept for
+    /// the next prompt, until [`next`](Self::next) or [`answer`](Self::answer).
+    pub fn turn_started(&self) {
+        if let Some(editor) = &self.editor {
+            let _ = editor.requests.send(Request::Watch);
+        }
+    }
+
     /// Asks `question` and waits for the answer, an empty one at the end of input. Blocks: for
     /// a blocking thread, while the prompt loop waits for a turn (so not for [`next`]).
     ///
@@ -168,7 +183,7 @@ impl Input {
     pub fn restore_terminal(&self) {
         if let Some(editor) = &self.editor
             && let Some(cooked) = &editor.cooked
-            && editor.reading.load(Ordering::SeqCst)
+            && (editor.reading.load(Ordering::SeqCst) || editor.watching.load(Ordering::SeqCst))
         {
             // SAFETY: tcsetattr reads one termios, which is valid and ours, for a descriptor
             // that stays open.
@@ -216,6 +231,7 @@ fn start_editor(display: Display, reads: UnboundedSender<Read>) -> EditorHandle 
     let printer = reedline::ExternalPrinter::<String>::new(PRINTER_LINES);
     let sender = printer.sender();
     let reading = Arc::new(AtomicBool::new(false));
+    let watching = Arc::new(AtomicBool::new(false));
     let cooked = {
         // SAFETY: tcgetattr writes one termios through the pointer, which is valid and ours.
         let mut termios: libc::termios = unsafe { std::mem::zeroed() };
@@ -225,6 +241,7 @@ fn start_editor(display: Display, reads: UnboundedSender<Read>) -> EditorHandle 
         requests,
         asked: AtomicBool::new(false),
         reading: reading.clone(),
+        watching: watching.clone(),
         printer: sender.clone(),
         cooked,
     };
@@ -235,7 +252,53 @@ fn start_editor(display: Display, reads: UnboundedSender<Read>) -> EditorHandle 
             .with_highlighter(Box::new(Unstyled))
             .with_ansi_colors(colors());
         let mut history_failed = false;
-        while let Ok(request) = asked.recv() {
+        let mut pending: Option<Request> = None;
+        let mut typeahead = String::new();
+        let mut queued: std::collections::VecDeque<String> = Default::default();
+        loop {
+            let request = match pending.take() {
+                Some(request) => request,
+                None => match asked.recv() {
+                    Ok(request) => request,
+                    Err(_) => return,
+                },
+            };
+            if let Request::Watch = request {
+                watching.store(true, Ordering::SeqCst);
+                let typed = super::keys::watch(|wait| match asked.recv_timeout(wait) {
+                    Ok(next) => {
+                        pending = Some(next);
+                        true
+                    }
+                    Err(std::sync::mpsc::RecvTimeoutError::Timeout) => false,
+                    Err(std::sync::mpsc::RecvTimeoutError::Disconnected) => true,
+                });
+                watching.store(false, Ordering::SeqCst);
+                let (lines, partial) = typed;
+                if !lines.is_empty() {
+                    // A line ended during the turn goes before the text typed earlier.
+                    let first = std::mem::take(&mut typeahead) + &lines[0];
+                    queued.push_back(first);
+                    queued.extend(lines.into_iter().skip(1));
+                }
+                typeahead.push_str(&partial);
+                continue;
+            }
+            if matches!(request, Request::Line)
+                && let Some(line) = queued.pop_front()
+            {
+                // Typed ahead with its Enter: sent as it was, shown as if typed now.
+                super::signals::last_words(&format!("> {line}"));
+                if reads.send(Read::Line(line)).is_err() {
+                    return;
+                }
+                continue;
+            }
+            if matches!(request, Request::Line) && !typeahead.is_empty() {
+                editor.run_edit_commands(&[reedline::EditCommand::InsertString(std::mem::take(
+                    &mut typeahead,
+                ))]);
+            }
             display.editing(Some(sender.clone()));
             reading.store(true, Ordering::SeqCst);
             let signal = match &request {
@@ -246,6 +309,7 @@ fn start_editor(display: Display, reads: UnboundedSender<Read>) -> EditorHandle 
                     }
                     asker.read_line(&ChatPrompt(prompt.clone()))
                 }
+                Request::Watch => unreachable!("a watch request is taken above"),
             };
             reading.store(false, Ordering::SeqCst);
             display.editing(None);
@@ -271,6 +335,10 @@ fn start_editor(display: Display, reads: UnboundedSender<Read>) -> EditorHandle 
                 super::signals::last_words(&format!(
                     "corral: warning: the history could not be saved: {error}"
                 ));
+            }
+            if matches!(request, Request::Answer { .. }) && pending.is_none() {
+                // The turn goes on after the question.
+                pending = Some(Request::Watch);
             }
             if reads.send(read).is_err() {
                 return;

@@ -3,6 +3,7 @@
 mod args;
 mod chat;
 mod editor;
+mod keys;
 mod plugins;
 mod policy;
 mod render;
