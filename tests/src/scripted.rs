@@ -27,6 +27,10 @@ pub trait Protocol: 'static {
     const BASE: &'static str;
     /// The path, under [`BASE`](Self::BASE), that answers model calls.
     const ENDPOINT: &'static str;
+    /// The path, under [`BASE`](Self::BASE), that counts a request's input tokens, where the
+    /// protocol has one. It answers `{"input_tokens": N}` with N the body's bytes divided by
+    /// [`Scripted::count_bytes_per_token`] (4 unless set).
+    const COUNT_ENDPOINT: Option<&'static str> = None;
 
     /// Every rule the request breaks, as readable sentences; empty when it is valid.
     fn violations(headers: &HeaderMap, body: &Value) -> Vec<String>;
@@ -67,6 +71,8 @@ struct Shared<R> {
     answers: Mutex<Vec<Value>>,
     violations: Mutex<Vec<String>>,
     started: Instant,
+    counted: Mutex<Vec<Value>>,
+    count_bytes_per_token: Mutex<usize>,
 }
 
 /// A running scripted server for protocol `P`. Stops when dropped.
@@ -86,6 +92,8 @@ impl<P: Protocol> Scripted<P> {
             answers: Mutex::new(Vec::new()),
             violations: Mutex::new(Vec::new()),
             started: Instant::now(),
+            counted: Mutex::new(Vec::new()),
+            count_bytes_per_token: Mutex::new(4),
         });
         let listener = std::net::TcpListener::bind("127.0.0.1:0").expect("bind 127.0.0.1:0");
         listener.set_nonblocking(true).expect("nonblocking");
@@ -100,9 +108,11 @@ impl<P: Protocol> Scripted<P> {
             runtime.block_on(async move {
                 let listener = tokio::net::TcpListener::from_std(listener).expect("listener");
                 let path = format!("{}{}", P::BASE, P::ENDPOINT);
-                let app = axum::Router::new()
-                    .route(&path, post(handle::<P>))
-                    .with_state(state);
+                let mut app = axum::Router::new().route(&path, post(handle::<P>));
+                if let Some(count) = P::COUNT_ENDPOINT {
+                    app = app.route(&format!("{}{count}", P::BASE), post(count_tokens::<P>));
+                }
+                let app = app.with_state(state);
                 let _ = axum::serve(listener, app)
                     .with_graceful_shutdown(async {
                         let _ = stop.await;
@@ -121,6 +131,16 @@ impl<P: Protocol> Scripted<P> {
     /// The base URL to give corral (`ANTHROPIC_BASE_URL`, `OPENAI_BASE_URL`).
     pub fn url(&self) -> String {
         format!("http://{}{}", self.addr, P::BASE)
+    }
+
+    /// The bodies of every token-counting request so far ([`Protocol::COUNT_ENDPOINT`]).
+    pub fn counted(&self) -> Vec<Value> {
+        self.shared.counted.lock().expect("lock").clone()
+    }
+
+    /// Sets how many bytes of a request the token counter counts as one token.
+    pub fn count_bytes_per_token(&self, bytes: usize) {
+        *self.shared.count_bytes_per_token.lock().expect("lock") = bytes.max(1);
     }
 
     /// Every request received so far.
@@ -164,6 +184,33 @@ impl<P: Protocol> Drop for Scripted<P> {
             let _ = thread.join();
         }
     }
+}
+
+/// A token-counting request: recorded, answered with its bytes over the divisor set. A body
+/// that is not JSON or asks for an answer (`max_tokens`, `stream`) is refused, as the API does.
+async fn count_tokens<P: Protocol>(
+    State(shared): State<Arc<Shared<P::Reply>>>,
+    body: Bytes,
+) -> Response {
+    let value: Value = match serde_json::from_slice(&body) {
+        Ok(v) => v,
+        Err(e) => return refuse::<P>(&shared, format!("the count body is not JSON: {e}")),
+    };
+    if value.get("max_tokens").is_some() || value.get("stream").is_some() {
+        return refuse::<P>(
+            &shared,
+            "a count request takes no max_tokens or stream".into(),
+        );
+    }
+    let tokens = body.len() / *shared.count_bytes_per_token.lock().expect("lock");
+    shared.counted.lock().expect("lock").push(value);
+    Response::builder()
+        .status(StatusCode::OK)
+        .header("content-type", "application/json")
+        .body(Body::from(
+            serde_json::json!({"input_tokens": tokens}).to_string(),
+        ))
+        .expect("response")
 }
 
 async fn handle<P: Protocol>(

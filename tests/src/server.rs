@@ -175,6 +175,7 @@ impl Protocol for Anthropic {
     type Reply = Reply;
     const BASE: &'static str = "";
     const ENDPOINT: &'static str = "/v1/messages";
+    const COUNT_ENDPOINT: Option<&'static str> = Some("/v1/messages/count_tokens");
 
     fn violations(headers: &HeaderMap, body: &Value) -> Vec<String> {
         let mut out = Vec::new();

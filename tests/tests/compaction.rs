@@ -128,6 +128,47 @@ fn a_long_session_is_compacted_under_the_window() {
     assert!(compacted[0]["tokens_after"].as_u64() < compacted[0]["tokens_before"].as_u64());
 }
 
+/// Where the provider counts tokens (Anthropic's `count_tokens`), its count has the last word
+/// once the estimate says a request nears the window: with a counter that finds half the
+/// tokens the estimate does, the same session compacts fewer times, the counter is asked only
+/// near the threshold, and its requests are valid count requests (no `max_tokens`).
+#[test]
+fn the_providers_count_has_the_last_word() {
+    let calls = 30;
+    let session = |bytes_per_token: usize| {
+        let corral = workspace();
+        let server = ScriptedServer::start(reading_model(calls, calls + 1 + 12));
+        server.count_bytes_per_token(bytes_per_token);
+        let out = corral.run(
+            Some(&server),
+            &["run", "--max-turns", "100", "read a.txt again and again"],
+        );
+        out.assert_code(0);
+        assert!(server.violations().is_empty(), "{:?}", server.violations());
+        let summaries = server
+            .bodies()
+            .iter()
+            .filter(|b| is_summary_request(b))
+            .count();
+        (summaries, server.counted())
+    };
+    let (as_estimated, counted) = session(4);
+    assert!(as_estimated > 0 && !counted.is_empty());
+    let (halved, counted) = session(8);
+    assert!(
+        halved < as_estimated,
+        "{halved} compactions, {as_estimated} without the count"
+    );
+    let threshold = WINDOW * 80 / 100;
+    for body in &counted {
+        assert!(body.get("max_tokens").is_none() && body.get("stream").is_none());
+        assert!(
+            body.to_string().len() / 4 > threshold * 9 / 10,
+            "counted far from the threshold"
+        );
+    }
+}
+
 /// An answer allowed three quarters of the window: compaction comes earlier (a quarter of the
 /// window is kept for the answer), and a request near the top is given only the `max_tokens`
 /// the window has left, so input and answer never exceed it together (the API refuses that).

@@ -4,7 +4,8 @@
 //! **When.** Before each model call the agent estimates the request's size in tokens: the
 //! `input_tokens` the last answer reported, plus [`BYTES_PER_TOKEN`] a token for every byte
 //! added since (and never less than the whole request's bytes at that rate, for servers that
-//! report no usage). Past [`THRESHOLD_PERCENT`] of the context window
+//! report no usage); when that says the request is due, the provider's own counter, where it
+//! has one ([`crate::llm::Provider::count_tokens`]), decides. Past [`THRESHOLD_PERCENT`] of the context window
 //! ([`crate::llm::models::context_window`], or `[agent] context_window`) the conversation is
 //! compacted first. It is also compacted once, and the call made again, when the server answers
 //! that the prompt is too long ([`crate::llm::LlmError::is_prompt_too_long`]), and on demand
@@ -458,12 +459,17 @@ impl super::Agent {
     /// Compacts when the next request's estimate passes the threshold. A summarising call that
     /// fails is a warning: the request is still sent, whole.
     pub(super) async fn compact_if_due(&mut self, usage: &mut Usage) -> Result<(), AgentError> {
-        if !due(
-            self.estimated_tokens(),
-            self.context_window(),
-            self.configured_max_tokens(),
-        ) {
+        let (window, max_tokens) = (self.context_window(), self.configured_max_tokens());
+        if !due(self.estimated_tokens(), window, max_tokens) {
             return Ok(());
+        }
+        // The estimate says so; the provider's own counter, where it has one, has the last
+        // word (and the estimates after build on its count).
+        if let Some(counted) = self.count_tokens().await {
+            self.last_sent = Some((counted, self.request_bytes()));
+            if !due(counted, window, max_tokens) {
+                return Ok(());
+            }
         }
         match self.compact_for(Reason::Threshold, usage).await {
             Ok(_) => Ok(()),
@@ -474,6 +480,29 @@ impl super::Agent {
                 Ok(())
             }
             Err(other) => Err(other),
+        }
+    }
+
+    /// The provider's count of the next request's input tokens; `None` where it has no
+    /// counter or the count failed (said in the log: the estimate decides then).
+    async fn count_tokens(&self) -> Option<u64> {
+        let provider = self.provider.clone();
+        let request = Request {
+            model: &self.config.model,
+            max_tokens: self.configured_max_tokens(),
+            thinking: self.config.thinking,
+            effort: self.config.effort,
+            cache: self.config.cache,
+            system: &self.system,
+            tools: &self.specs,
+            messages: self.history.messages(),
+        };
+        match provider.count_tokens(&request).await {
+            Ok(counted) => counted,
+            Err(error) => {
+                tracing::warn!(%error, "could not count the request's tokens; going by the estimate");
+                None
+            }
         }
     }
 

@@ -65,6 +65,8 @@ impl AnthropicConfig {
 pub struct Anthropic {
     config: AnthropicConfig,
     endpoint: Endpoint,
+    /// `POST /v1/messages/count_tokens`: the API's own count of a request's input tokens.
+    count_endpoint: Endpoint,
     /// The tools and system prompt, serialised once ([`super::fixed`]).
     fixed: Arc<FixedPart>,
     /// The size of the last body sent: the next one's buffer starts there.
@@ -83,9 +85,12 @@ impl Anthropic {
         let base = base.strip_suffix("/v1").unwrap_or(base);
         let url = format!("{base}/v1/messages");
         let endpoint = Endpoint::new(PROVIDER, url, config.read_timeout)?;
+        let count_url = format!("{base}/v1/messages/count_tokens");
+        let count_endpoint = Endpoint::new(PROVIDER, count_url, config.read_timeout)?;
         Ok(Self {
             config,
             endpoint,
+            count_endpoint,
             fixed: Arc::default(),
             last_body: Arc::default(),
         })
@@ -129,9 +134,41 @@ impl Anthropic {
     }
 }
 
+impl Anthropic {
+    /// The API's count of `request`'s input tokens: the Messages body without `max_tokens`
+    /// and `stream`, to `count_tokens`.
+    async fn count(&self, request: &Request<'_>) -> Result<Option<u64>, LlmError> {
+        if let Some(missing) = self.config.missing_key() {
+            return Err(missing);
+        }
+        let fixed = fixed_part(request.system, request.tools, request.cache);
+        let body = request_body(request, false, &fixed, 0);
+        let mut body: Value = serde_json::from_slice(&body).map_err(|e| protocol(e.to_string()))?;
+        if let Some(map) = body.as_object_mut() {
+            map.remove("max_tokens");
+            map.remove("stream");
+        }
+        let headers = [
+            ("x-api-key", self.config.api_key.as_str()),
+            ("anthropic-version", API_VERSION),
+        ];
+        let bytes = serde_json::to_vec(&body).map_err(|e| protocol(e.to_string()))?;
+        let response = self.count_endpoint.post(&headers, bytes).await?;
+        let value = self.count_endpoint.read_json(response).await?;
+        Ok(value.get("input_tokens").and_then(Value::as_u64))
+    }
+}
+
 impl Provider for Anthropic {
     fn name(&self) -> &'static str {
         PROVIDER
+    }
+
+    fn count_tokens<'a>(
+        &'a self,
+        request: &'a Request<'a>,
+    ) -> BoxFuture<'a, Result<Option<u64>, LlmError>> {
+        Box::pin(self.count(request))
     }
 
     fn send<'a>(

@@ -57,6 +57,18 @@ pub trait Provider: Send + Sync {
         request: &'a Request<'a>,
         on_delta: DeltaSink<'a>,
     ) -> BoxFuture<'a, Result<Response, LlmError>>;
+
+    /// The provider's own count of `request`'s input tokens, where it has a counter
+    /// (Anthropic's `count_tokens`); `Ok(None)` (the default) where it has none. One attempt,
+    /// no retries: compaction asks it when its estimate says a request nears the window, and
+    /// goes by the estimate when it fails.
+    fn count_tokens<'a>(
+        &'a self,
+        request: &'a Request<'a>,
+    ) -> BoxFuture<'a, Result<Option<u64>, LlmError>> {
+        let _ = request;
+        Box::pin(async { Ok(None) })
+    }
 }
 
 /// Calls the model, retrying retryable failures as `policy` says.
